@@ -1,0 +1,146 @@
+"""Application errors and the one JSON error shape every response uses.
+
+    AppError                 a failure the caller can act on; carries an HTTP status
+    ├── BadRequest           400
+    ├── Unauthorized         401, with `WWW-Authenticate: Bearer`
+    ├── Forbidden            403
+    ├── NotFound             404
+    ├── Conflict             409
+    ├── PayloadTooLarge      413
+    ├── Unprocessable        422, input that is well-formed but not acceptable
+    └── ServiceUnavailable   503, with `Retry-After`
+
+Domains subclass these at the top of their `service.py`; the class name is the
+`error` field of the body: `{"error": "OrderNotFound", "detail": "..."}`.
+Request validation uses the same envelope and adds the field list as `errors`.
+"""
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.db import is_database_unavailable
+
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    status_code: int = HTTPStatus.BAD_REQUEST
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def error(self) -> str:
+        return type(self).__name__
+
+
+class BadRequest(AppError):
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class Unauthorized(AppError):
+    status_code = HTTPStatus.UNAUTHORIZED
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(AppError):
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class NotFound(AppError):
+    status_code = HTTPStatus.NOT_FOUND
+
+
+class Conflict(AppError):
+    status_code = HTTPStatus.CONFLICT
+
+
+class PayloadTooLarge(AppError):
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class Unprocessable(AppError):
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class ServiceUnavailable(AppError):
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    headers = {"Retry-After": "5"}
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    pass
+
+
+def error_response(
+    status_code: int,
+    error: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {"error": error, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+async def _handle_app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc.status_code, exc.error, exc.detail, headers=exc.headers)
+
+
+async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only location, message and type: the rejected input is never echoed back.
+    errors = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in exc.errors()
+    ]
+    return error_response(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "ValidationError",
+        "The request is not valid; see errors.",
+        errors=errors,
+    )
+
+
+async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    error = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+    return error_response(
+        exc.status_code, error, str(exc.detail), headers=exc.headers
+    )
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_unavailable(exc):
+        log.warning(
+            "database.unavailable",
+            path=request.url.path,
+            error_type=type(exc).__name__,
+        )
+        unavailable = DatabaseUnavailable("The database is unavailable; retry later.")
+        return await _handle_app_error(request, unavailable)
+    log.error("request.unhandled_error", path=request.url.path, exc_info=exc)
+    return error_response(
+        HTTPStatus.INTERNAL_SERVER_ERROR, "InternalError", "An unexpected error."
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _handle_app_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(SQLAlchemyError, _handle_unexpected)
+    app.add_exception_handler(OSError, _handle_unexpected)
+    app.add_exception_handler(Exception, _handle_unexpected)

@@ -1,0 +1,59 @@
+"""Structured logging: key-value events, console in development, JSON otherwise.
+
+Event names are fixed strings such as `webhook.received`; everything variable is
+a field. Bodies, headers, keys, secrets and addresses are never logged.
+"""
+
+import logging
+import sys
+
+import structlog
+from structlog.typing import Processor
+
+from app.core.settings import LogFormat
+
+# uvicorn's access log prints query strings; the request middleware logs one
+# line per request without them instead.
+QUIET_LOGGERS = ("uvicorn.access",)
+FORWARDED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
+
+
+def configure_logging(level: str, log_format: LogFormat) -> None:
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor
+    if log_format is LogFormat.JSON:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in FORWARDED_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).disabled = True

@@ -1,0 +1,99 @@
+"""Versioned upserts: a record is written only if it is not older than the row.
+
+Webhooks and API pulls deliver the same records in any order, so every write of
+an order, product or warehouse goes through `upsert_versioned`. The version is
+the cart's `updated_date`, then Trackstar's `trackstar_updated_date` (missing
+counts as oldest). An equal version is applied again: it is the same snapshot,
+or a later copy of it, and applying it is harmless.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, func, literal, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import insert_for
+from app.core.models import UTCDateTime
+
+RecordKey = tuple[str, str]
+KEY_COLUMNS = ("connection_id", "id")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# asyncpg and SQLite both cap a statement at 32,767 bound parameters.
+MAX_PARAMETERS = 32_000
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """Keys written, and keys skipped because the stored copy is newer."""
+
+    applied: set[RecordKey] = field(default_factory=set)
+    stale: set[RecordKey] = field(default_factory=set)
+
+
+def _version(row: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    return row["updated_date"], row.get("trackstar_updated_date") or EPOCH
+
+
+def is_not_older(table: Table, excluded: Any) -> ColumnElement[bool]:
+    """SQL: the incoming row's version is at least the stored row's version."""
+    epoch = literal(EPOCH, UTCDateTime)
+    stored_tracked = func.coalesce(table.c.trackstar_updated_date, epoch)
+    incoming_tracked = func.coalesce(excluded.trackstar_updated_date, epoch)
+    return or_(
+        table.c.updated_date < excluded.updated_date,
+        and_(
+            table.c.updated_date == excluded.updated_date,
+            stored_tracked <= incoming_tracked,
+        ),
+    )
+
+
+def collapse_duplicates(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per key, the newest version winning (the later one on a tie),
+    sorted by key so concurrent batches lock rows in the same order."""
+    newest: dict[RecordKey, Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["connection_id"], row["id"])
+        kept = newest.get(key)
+        if kept is None or _version(row) >= _version(kept):
+            newest[key] = row
+    return [dict(newest[key]) for key in sorted(newest)]
+
+
+def chunked(rows: Sequence[dict[str, Any]], width: int) -> Iterator[list[dict[str, Any]]]:
+    """Split rows so that one statement stays under the bound-parameter cap."""
+    size = max(1, MAX_PARAMETERS // max(1, width))
+    for start in range(0, len(rows), size):
+        yield list(rows[start : start + size])
+
+
+async def upsert_versioned(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> set[RecordKey]:
+    """Insert or update rows keyed by (connection_id, id); return the keys written.
+
+    A key missing from the result was stale: the stored row is newer.
+    """
+    applied: set[RecordKey] = set()
+    unique_rows = collapse_duplicates(rows)
+    if not unique_rows:
+        return applied
+    statement = insert_for(session, table)
+    updates = {
+        column.name: statement.excluded[column.name]
+        for column in table.columns
+        if column.name not in KEY_COLUMNS
+    }
+    statement = statement.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_=updates,
+        where=is_not_older(table, statement.excluded),
+    ).returning(table.c.connection_id, table.c.id)
+    for chunk in chunked(unique_rows, len(table.columns)):
+        values_statement = statement.values(chunk)
+        result = await session.execute(values_statement)
+        applied.update((row.connection_id, row.id) for row in result)
+    return applied

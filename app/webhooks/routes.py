@@ -1,0 +1,143 @@
+import time
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from app.auth.dependencies import require_api_key
+from app.core.db import Database, DbSession, is_database_unavailable
+from app.core.errors import PayloadTooLarge, Unauthorized
+from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.webhooks import service
+from app.webhooks.models import EventStatus
+from app.webhooks.schemas import (
+    WebhookAck,
+    WebhookEventDetail,
+    WebhookEventPage,
+    WebhookEventRead,
+)
+from app.webhooks.verification import SignatureRejected, WebhookVerifier
+
+log = structlog.get_logger(__name__)
+
+receiver = APIRouter(tags=["webhooks"])
+router = APIRouter(
+    prefix="/api/v1", tags=["webhook events"], dependencies=[require_api_key]
+)
+
+
+class InvalidSignature(Unauthorized):
+    headers = None
+
+
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def _verifier(request: Request) -> WebhookVerifier:
+    verifier: WebhookVerifier = request.app.state.webhook_verifier
+    return verifier
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body as received, refused once it grows past `limit` bytes.
+
+    Content-Length is only used to refuse early; it is never trusted to accept.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    return bytes(body)
+
+
+@receiver.post(
+    "/webhooks/trackstar",
+    responses={
+        401: {"description": "The Svix signature could not be verified"},
+        413: {"description": "The body is over the size cap"},
+        503: {"description": "The database is unavailable; Svix retries"},
+    },
+)
+async def receive_trackstar_webhook(
+    request: Request,
+    database: Annotated[Database, Depends(_database)],
+    verifier: Annotated[WebhookVerifier, Depends(_verifier)],
+) -> WebhookAck:
+    """Receive a Svix-signed Trackstar event; 2xx once it is stored durably."""
+    started = time.perf_counter()
+    limit = request.app.state.settings.webhook_max_body_bytes
+    try:
+        body = await _read_body(request, limit)
+    except PayloadTooLarge:
+        log.warning("webhook.too_large", limit_bytes=limit)
+        raise
+    try:
+        delivery = verifier.verify(body, request.headers)
+    except SignatureRejected as rejection:
+        log.warning("webhook.rejected", kind=rejection.kind.value)
+        raise InvalidSignature(rejection.detail) from None
+
+    try:
+        async with database.transaction() as session:
+            received = await service.record_delivery(
+                session, delivery=delivery, body=body
+            )
+    except Exception as error:
+        if is_database_unavailable(error):
+            raise
+        log.error(
+            "webhook.processing_failed", message_id=delivery.message_id, exc_info=error
+        )
+        async with database.transaction() as session:
+            received = await service.quarantine_unprocessable(
+                session,
+                delivery=delivery,
+                body=body,
+                reason=f"processing failed: {type(error).__name__}",
+            )
+
+    log.info(
+        "webhook.received",
+        message_id=delivery.message_id,
+        event_id=received.event_id,
+        event_type=received.event_type,
+        connection_id=received.connection_id,
+        record_id=received.record_id,
+        outcome=received.status.value,
+        reason=received.reason,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return WebhookAck(status=received.status, event_id=received.event_id)
+
+
+@router.get("/webhook-events")
+async def list_webhook_events(
+    session: DbSession,
+    status: EventStatus | None = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+) -> WebhookEventPage:
+    """List received webhook events, newest first, without their payloads."""
+    events, next_cursor = await service.list_events(
+        session, status=status, limit=limit, cursor=cursor
+    )
+    data = [WebhookEventRead.model_validate(event) for event in events]
+    return WebhookEventPage(data=data, next_cursor=next_cursor)
+
+
+@router.get(
+    "/webhook-events/{event_id}",
+    responses={404: {"description": "No such webhook event"}},
+)
+async def get_webhook_event(
+    session: DbSession, event_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> WebhookEventDetail:
+    """Get one webhook event with its body exactly as delivered."""
+    event = await service.get_event(session, event_id)
+    return WebhookEventDetail.model_validate(event)

@@ -1,0 +1,311 @@
+"""Record verified deliveries and apply them, exactly once per Svix message id.
+
+One transaction inserts the event (unique on the message id) and applies it,
+so a delivery is either fully stored and applied or not at all, and a second
+copy, even one arriving at the same instant, waits for the first and is
+recorded as a duplicate that changes nothing.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import insert_for
+from app.core.errors import NotFound
+from app.core.models import utcnow
+from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.trackstar.schemas import TrackstarRecord, TrackstarWebhookEnvelope
+from app.webhooks.handlers import HANDLERS, ResourceHandler
+from app.webhooks.models import EventStatus, SigningSecret, WebhookEvent
+from app.webhooks.verification import VerifiedDelivery
+
+MAX_REASON_ERRORS = 3
+DEVELOPMENT_SECRET_NAME = "development-webhook-secret"
+
+
+class WebhookEventNotFound(NotFound):
+    pass
+
+
+@dataclass(frozen=True)
+class ParsedDelivery:
+    """A verified body, classified before anything is written."""
+
+    envelope: TrackstarWebhookEnvelope | None = None
+    record: TrackstarRecord | None = None
+    handler: ResourceHandler | None = None
+    quarantine_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    event_id: int
+    status: EventStatus
+    event_type: str | None
+    connection_id: str | None
+    record_id: str | None
+    reason: str | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unstorable_text(value: Any) -> str | None:
+    """Path of the first string holding NUL or a lone surrogate, which no
+    database text column accepts."""
+    pending: list[tuple[str, Any]] = [("$", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"{path} contains a NUL character"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{path} contains an unpaired surrogate"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                pending.append((f"{path}.<key>", key))
+                pending.append((f"{path}.{key}"[:200], child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+def _describe(error: ValidationError, prefix: str) -> str:
+    parts = []
+    for item in error.errors(include_input=False, include_url=False)[
+        :MAX_REASON_ERRORS
+    ]:
+        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_delivery(body: bytes) -> ParsedDelivery:
+    """Classify a verified body: a known event with a valid record, an event
+    type to ignore, or something to quarantine with the reason why."""
+    try:
+        payload = json.loads(
+            body, parse_float=Decimal, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        return ParsedDelivery(quarantine_reason="body is nested too deeply")
+    except ValueError as error:
+        return ParsedDelivery(quarantine_reason=f"body is not JSON: {error}"[:300])
+    if not isinstance(payload, dict):
+        return ParsedDelivery(quarantine_reason="body is not a JSON object")
+    unstorable = _unstorable_text(payload)
+    if unstorable is not None:
+        return ParsedDelivery(quarantine_reason=unstorable)
+    try:
+        envelope = TrackstarWebhookEnvelope.model_validate(payload)
+    except ValidationError as error:
+        return ParsedDelivery(quarantine_reason=_describe(error, ""))
+    handler = HANDLERS.get(envelope.event_type)
+    if handler is None:
+        return ParsedDelivery(envelope=envelope)
+    try:
+        record = handler.model.model_validate(envelope.data)
+    except ValidationError as error:
+        reason = _describe(error, "data")
+        return ParsedDelivery(envelope=envelope, quarantine_reason=reason)
+    return ParsedDelivery(envelope=envelope, record=record, handler=handler)
+
+
+async def record_delivery(
+    session: AsyncSession, *, delivery: VerifiedDelivery, body: bytes
+) -> ReceivedEvent:
+    """Store a verified delivery and apply it; a repeated message id does nothing."""
+    parsed = parse_delivery(body)
+    envelope = parsed.envelope
+    if parsed.quarantine_reason is not None:
+        status, reason = EventStatus.QUARANTINED, parsed.quarantine_reason
+    elif parsed.handler is None:
+        status, reason = EventStatus.IGNORED, "event type is not handled"
+    else:
+        status, reason = EventStatus.PROCESSED, None
+    record_id = _record_id(parsed)
+    values = {
+        "message_id": delivery.message_id,
+        "dedupe_key": delivery.message_id,
+        "status": status,
+        "reason": reason,
+        "event_type": envelope.event_type if envelope else None,
+        "connection_id": envelope.connection_id if envelope else None,
+        "integration_name": envelope.integration_name if envelope else None,
+        "record_id": record_id,
+        "body": body,
+        "signed_at": delivery.signed_at,
+        "received_at": utcnow(),
+    }
+    statement = (
+        insert_for(session, WebhookEvent.__table__)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(WebhookEvent.id)
+    )
+    event_id = await session.scalar(statement)
+    if event_id is None:
+        return await _record_duplicate(session, values)
+
+    if parsed.handler is not None and parsed.record is not None and envelope:
+        raw = envelope.data
+        result = await parsed.handler.store(
+            session, envelope.connection_id, [(parsed.record, raw)]
+        )
+        if not result.applied:
+            status, reason = EventStatus.STALE, "a newer version is stored"
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id)
+                .values(status=status, reason=reason)
+            )
+    return ReceivedEvent(
+        event_id=event_id,
+        status=status,
+        event_type=values["event_type"],
+        connection_id=values["connection_id"],
+        record_id=record_id,
+        reason=reason,
+    )
+
+
+def _record_id(parsed: ParsedDelivery) -> str | None:
+    if parsed.record is not None:
+        return parsed.record.id
+    if parsed.envelope is not None:
+        candidate = parsed.envelope.data.get("id")
+        if isinstance(candidate, str) and len(candidate) <= 255:
+            return candidate
+    return None
+
+
+async def _record_duplicate(
+    session: AsyncSession, values: dict[str, Any]
+) -> ReceivedEvent:
+    original_id = await session.scalar(
+        select(WebhookEvent.id).where(WebhookEvent.dedupe_key == values["dedupe_key"])
+    )
+    duplicate = WebhookEvent(
+        **{
+            **values,
+            "dedupe_key": None,
+            "duplicate_of_id": original_id,
+            "status": EventStatus.DUPLICATE,
+            "reason": f"message already received as event {original_id}",
+            "body": None,
+        }
+    )
+    session.add(duplicate)
+    await session.flush()
+    return ReceivedEvent(
+        event_id=duplicate.id,
+        status=EventStatus.DUPLICATE,
+        event_type=values["event_type"],
+        connection_id=values["connection_id"],
+        record_id=values["record_id"],
+        reason=duplicate.reason,
+    )
+
+
+async def quarantine_unprocessable(
+    session: AsyncSession, *, delivery: VerifiedDelivery, body: bytes, reason: str
+) -> ReceivedEvent:
+    """Keep a delivery whose processing failed unexpectedly, so it is not lost."""
+    values = {
+        "message_id": delivery.message_id,
+        "dedupe_key": delivery.message_id,
+        "status": EventStatus.QUARANTINED,
+        "reason": reason,
+        "body": body,
+        "signed_at": delivery.signed_at,
+        "received_at": utcnow(),
+    }
+    statement = (
+        insert_for(session, WebhookEvent.__table__)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(WebhookEvent.id)
+    )
+    event_id = await session.scalar(statement)
+    if event_id is None:
+        return await _record_duplicate(
+            session,
+            {**values, "event_type": None, "connection_id": None, "record_id": None},
+        )
+    return ReceivedEvent(
+        event_id=event_id,
+        status=EventStatus.QUARANTINED,
+        event_type=None,
+        connection_id=None,
+        record_id=None,
+        reason=reason,
+    )
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    status: EventStatus | None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[WebhookEvent], str | None]:
+    """Events newest first."""
+    statement = select(WebhookEvent)
+    if status is not None:
+        statement = statement.where(WebhookEvent.status == status)
+    if cursor is not None:
+        (before,) = decode_cursor(cursor, length=1)
+        if not isinstance(before, int):
+            raise InvalidCursor("The cursor is not valid.")
+        statement = statement.where(WebhookEvent.id < before)
+    statement = statement.order_by(WebhookEvent.id.desc()).limit(limit + 1)
+    events = list((await session.scalars(statement)).all())
+    if len(events) <= limit:
+        return events, None
+    events = events[:limit]
+    return events, encode_cursor(events[-1].id)
+
+
+async def get_event(session: AsyncSession, event_id: int) -> WebhookEvent:
+    event = await session.get(WebhookEvent, event_id)
+    if event is None:
+        raise WebhookEventNotFound(f"No webhook event with id {event_id}.")
+    return event
+
+
+async def purge_events(session: AsyncSession, *, older_than: datetime) -> int:
+    """Forget events received before `older_than`; returns how many."""
+    result = await session.execute(
+        delete(WebhookEvent).where(WebhookEvent.received_at < older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def development_secret(session: AsyncSession, *, generate: str) -> str:
+    """The stored development signing secret, storing `generate` if none is."""
+    statement = (
+        insert_for(session, SigningSecret.__table__)
+        .values(name=DEVELOPMENT_SECRET_NAME, secret=generate, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    await session.execute(statement)
+    secret = await stored_development_secret(session)
+    assert secret is not None
+    return secret
+
+
+async def stored_development_secret(session: AsyncSession) -> str | None:
+    return await session.scalar(
+        select(SigningSecret.secret).where(
+            SigningSecret.name == DEVELOPMENT_SECRET_NAME
+        )
+    )

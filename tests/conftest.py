@@ -1,0 +1,152 @@
+"""Fixtures: a real Postgres and an SQLite file per test, the app on the ASGI
+transport, API keys, and Svix-signed deliveries.
+
+Every test that asks for `database_url` runs twice, on Postgres and on SQLite.
+Postgres gets one database per run, migrated once with Alembic and emptied
+after each test; SQLite gets a fresh copy of a migrated file per test. Tests
+commit for real, so concurrent requests see each other as in production.
+"""
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from app.auth import service as auth_service
+from app.core import migrations
+from app.core.db import Database
+from app.core.models import Base
+from app.core.settings import Settings, normalize_database_url
+from app.main import create_app
+from tests.signing import TEST_SECRET
+
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ("postgresql", "sqlite")
+
+
+def _server_url() -> str:
+    return normalize_database_url(
+        os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    )
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _with_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(_server_url()))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def create_postgres_database() -> str:
+    """A new empty database on the test server; its URL."""
+    name = f"tsf_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    return _with_database(_server_url(), name)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url = create_postgres_database()
+    migrations.upgrade(url)
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def _empty_postgres(url: str) -> None:
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        yield url
+        asyncio.run(_empty_postgres(url))
+    else:
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "service.db"
+        shutil.copy(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "trackstar_webhook_secret": TEST_SECRET,
+        "environment": "development",
+        "log_format": "json",
+        "log_level": "INFO",
+        "trackstar_api_key": None,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest_asyncio.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver"
+    ) as http_client:
+        yield http_client
+
+
+@pytest.fixture
+def database(app: FastAPI) -> Database:
+    db: Database = app.state.database
+    return db
+
+
+@pytest_asyncio.fixture
+async def api_headers(database: Database) -> dict[str, str]:
+    async with database.transaction() as session:
+        issued = await auth_service.create_api_key(session, name="test-wms")
+    return {"Authorization": f"Bearer {issued.key}"}
