@@ -72,8 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="trackstar-fulfillment",
-        summary="Trackstar cart orders, products and warehouses for warehouse "
-        "systems.",
+        summary="Trackstar cart orders, products and warehouses for warehouse systems.",
         version="0.1.0",
         lifespan=lifespan,
     )

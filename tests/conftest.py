@@ -91,9 +91,7 @@ async def _empty_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "postgresql":
         url: str = request.getfixturevalue("postgres_url")
         yield url
@@ -115,7 +113,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "trackstar_api_key": None,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    # model_validate skips the environment and `.env`: tests see only these values.
+    return Settings.model_validate(values)
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ async def _authenticated_key(
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
 ) -> ApiKey:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise service.InvalidApiKey("Send the API key as `Authorization: Bearer <key>`.")
+        raise service.InvalidApiKey(
+            "Send the API key as `Authorization: Bearer <key>`."
+        )
     return await service.authenticate(session, credentials.credentials)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import simplejson
 from fastapi import Depends, Request
-from sqlalchemy import Table, event
+from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import (
@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.dml import Insert
 
+from app.core.models import Base
 from app.core.settings import Settings
 
 # SQLSTATE classes that mean "try again later", not "this request is wrong":
@@ -81,7 +81,7 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
         # Transactions are begun explicitly below instead of by the driver.
-        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -128,11 +128,13 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
-def insert_for(session: AsyncSession, table: Table) -> Insert:
+def insert_for(
+    session: AsyncSession, entity: type[Base]
+) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that supports ON CONFLICT for the session's dialect."""
-    if session.bind.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(entity)
+    return sqlite.insert(entity)
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

@@ -16,7 +16,7 @@ Request validation uses the same envelope and adds the field list as `errors`.
 """
 
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 class AppError(Exception):
     status_code: int = HTTPStatus.BAD_REQUEST
-    headers: dict[str, str] | None = None
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -49,7 +49,7 @@ class BadRequest(AppError):
 
 class Unauthorized(AppError):
     status_code = HTTPStatus.UNAUTHORIZED
-    headers = {"WWW-Authenticate": "Bearer"}
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(AppError):
@@ -74,7 +74,7 @@ class Unprocessable(AppError):
 
 class ServiceUnavailable(AppError):
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
-    headers = {"Retry-After": "5"}
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -117,9 +117,8 @@ async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     error = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
-    return error_response(
-        exc.status_code, error, str(exc.detail), headers=exc.headers
-    )
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, error, str(exc.detail), headers=headers)
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

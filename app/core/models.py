@@ -51,7 +51,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
     def process_result_value(
-        self, value: datetime | None, dialect: Dialect
+        self,
+        value: datetime | None,
+        dialect: Dialect,  # noqa: ARG002 (signature fixed by TypeDecorator)
     ) -> datetime | None:
         if value is None:
             return None
@@ -81,7 +83,11 @@ class Money(TypeDecorator[Decimal]):
             return value
         return str(value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+    def process_result_value(
+        self,
+        value: Any,
+        dialect: Dialect,  # noqa: ARG002 (signature fixed by TypeDecorator)
+    ) -> Decimal | None:
         if value is None:
             return None
         return Decimal(value) if not isinstance(value, Decimal) else value

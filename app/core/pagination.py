@@ -53,7 +53,7 @@ R = TypeVar("R", bound=ChangeFeedRecord)
 
 async def fetch_change_page(
     session: AsyncSession,
-    statement: Select[tuple[R]],
+    statement: Select[R],
     entity: type[R],
     *,
     limit: int,
@@ -64,11 +64,7 @@ async def fetch_change_page(
     Keyed on (changed_at, connection_id, id): a record changed while a client
     pages moves to the end and is seen again, never skipped.
     """
-    columns = [
-        getattr(entity, "changed_at"),
-        getattr(entity, "connection_id"),
-        getattr(entity, "id"),
-    ]
+    columns: list[Any] = [entity.changed_at, entity.connection_id, entity.id]
     if cursor is not None:
         changed_at, connection_id, record_id = decode_cursor(cursor, length=3)
         try:

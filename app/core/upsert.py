@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, literal, or_
+from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import insert_for
-from app.core.models import UTCDateTime
+from app.core.models import Base, UTCDateTime
 
 RecordKey = tuple[str, str]
 KEY_COLUMNS = ("connection_id", "id")
@@ -37,7 +37,7 @@ def _version(row: Mapping[str, Any]) -> tuple[datetime, datetime]:
     return row["updated_date"], row.get("trackstar_updated_date") or EPOCH
 
 
-def is_not_older(table: Table, excluded: Any) -> ColumnElement[bool]:
+def is_not_older(table: FromClause, excluded: Any) -> ColumnElement[bool]:
     """SQL: the incoming row's version is at least the stored row's version."""
     epoch = literal(EPOCH, UTCDateTime)
     stored_tracked = func.coalesce(table.c.trackstar_updated_date, epoch)
@@ -63,7 +63,9 @@ def collapse_duplicates(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [dict(newest[key]) for key in sorted(newest)]
 
 
-def chunked(rows: Sequence[dict[str, Any]], width: int) -> Iterator[list[dict[str, Any]]]:
+def chunked(
+    rows: Sequence[dict[str, Any]], width: int
+) -> Iterator[list[dict[str, Any]]]:
     """Split rows so that one statement stays under the bound-parameter cap."""
     size = max(1, MAX_PARAMETERS // max(1, width))
     for start in range(0, len(rows), size):
@@ -71,7 +73,7 @@ def chunked(rows: Sequence[dict[str, Any]], width: int) -> Iterator[list[dict[st
 
 
 async def upsert_versioned(
-    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+    session: AsyncSession, entity: type[Base], rows: Sequence[Mapping[str, Any]]
 ) -> set[RecordKey]:
     """Insert or update rows keyed by (connection_id, id); return the keys written.
 
@@ -81,19 +83,20 @@ async def upsert_versioned(
     unique_rows = collapse_duplicates(rows)
     if not unique_rows:
         return applied
-    statement = insert_for(session, table)
+    table = entity.__table__
+    statement = insert_for(session, entity)
     updates = {
         column.name: statement.excluded[column.name]
         for column in table.columns
         if column.name not in KEY_COLUMNS
     }
-    statement = statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=list(KEY_COLUMNS),
         set_=updates,
         where=is_not_older(table, statement.excluded),
     ).returning(table.c.connection_id, table.c.id)
     for chunk in chunked(unique_rows, len(table.columns)):
-        values_statement = statement.values(chunk)
+        values_statement = upsert.values(chunk)
         result = await session.execute(values_statement)
         applied.update((row.connection_id, row.id) for row in result)
     return applied

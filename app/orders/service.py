@@ -102,7 +102,7 @@ async def store_orders(
     """Upsert orders with their lines; an order older than the stored one is skipped."""
     now = utcnow()
     rows = [_order_row(connection_id, order, record, now) for order, record in orders]
-    applied = await upsert_versioned(session, Order.__table__, rows)
+    applied = await upsert_versioned(session, Order, rows)
     written = [order for order, _ in orders if (connection_id, order.id) in applied]
     if written:
         await _replace_lines(session, connection_id, written)
@@ -127,7 +127,7 @@ async def _replace_lines(
         await session.execute(insert(OrderLine), line_rows)
 
 
-def _filtered(filters: OrderFilters) -> Select[tuple[Order]]:
+def _filtered(filters: OrderFilters) -> Select[Order]:
     statement = select(Order)
     if filters.status is not None:
         statement = statement.where(Order.status == filters.status.value)

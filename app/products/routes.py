@@ -9,9 +9,7 @@ from app.products import service
 from app.products.schemas import ProductPage, ProductRead
 from app.trackstar.schemas import MAX_ID_LENGTH
 
-router = APIRouter(
-    prefix="/api/v1", tags=["products"], dependencies=[require_api_key]
-)
+router = APIRouter(prefix="/api/v1", tags=["products"], dependencies=[require_api_key])
 
 ProductId = Annotated[str, Path(max_length=MAX_ID_LENGTH)]
 

@@ -77,7 +77,7 @@ async def store_products(
     """Upsert products; a product older than the stored one is skipped."""
     now = utcnow()
     rows = [_product_row(connection_id, item, record, now) for item, record in products]
-    applied = await upsert_versioned(session, Product.__table__, rows)
+    applied = await upsert_versioned(session, Product, rows)
     stale = {(connection_id, product.id) for product, _ in products} - applied
     return StoreResult(applied=applied, stale=stale)
 

@@ -31,9 +31,7 @@ MAX_MONEY = Decimal(10) ** 15
 MIN_MONEY_EXPONENT = -12
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-TrackstarId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)
-]
+TrackstarId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 Sku = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
 Quantity = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
 

@@ -50,7 +50,7 @@ async def store_warehouses(
     rows = [
         _warehouse_row(connection_id, item, record, now) for item, record in warehouses
     ]
-    applied = await upsert_versioned(session, Warehouse.__table__, rows)
+    applied = await upsert_versioned(session, Warehouse, rows)
     stale = {(connection_id, item.id) for item, _ in warehouses} - applied
     return StoreResult(applied=applied, stale=stale)
 

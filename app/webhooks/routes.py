@@ -1,5 +1,5 @@
 import time
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -27,7 +27,8 @@ router = APIRouter(
 
 
 class InvalidSignature(Unauthorized):
-    headers = None
+    # Not a Bearer challenge: Trackstar authenticates by signature.
+    headers: ClassVar[dict[str, str] | None] = None
 
 
 def _database(request: Request) -> Database:

@@ -93,9 +93,7 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
     """Classify a verified body: a known event with a valid record, an event
     type to ignore, or something to quarantine with the reason why."""
     try:
-        payload = json.loads(
-            body, parse_float=Decimal, parse_constant=_reject_constant
-        )
+        payload = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     except RecursionError:
         return ParsedDelivery(quarantine_reason="body is nested too deeply")
     except ValueError as error:
@@ -133,7 +131,7 @@ async def record_delivery(
     else:
         status, reason = EventStatus.PROCESSED, None
     record_id = _record_id(parsed)
-    values = {
+    values: dict[str, Any] = {
         "message_id": delivery.message_id,
         "dedupe_key": delivery.message_id,
         "status": status,
@@ -147,7 +145,7 @@ async def record_delivery(
         "received_at": utcnow(),
     }
     statement = (
-        insert_for(session, WebhookEvent.__table__)
+        insert_for(session, WebhookEvent)
         .values(values)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(WebhookEvent.id)
@@ -171,8 +169,8 @@ async def record_delivery(
     return ReceivedEvent(
         event_id=event_id,
         status=status,
-        event_type=values["event_type"],
-        connection_id=values["connection_id"],
+        event_type=envelope.event_type if envelope else None,
+        connection_id=envelope.connection_id if envelope else None,
         record_id=record_id,
         reason=reason,
     )
@@ -220,7 +218,7 @@ async def quarantine_unprocessable(
     session: AsyncSession, *, delivery: VerifiedDelivery, body: bytes, reason: str
 ) -> ReceivedEvent:
     """Keep a delivery whose processing failed unexpectedly, so it is not lost."""
-    values = {
+    values: dict[str, Any] = {
         "message_id": delivery.message_id,
         "dedupe_key": delivery.message_id,
         "status": EventStatus.QUARANTINED,
@@ -230,7 +228,7 @@ async def quarantine_unprocessable(
         "received_at": utcnow(),
     }
     statement = (
-        insert_for(session, WebhookEvent.__table__)
+        insert_for(session, WebhookEvent)
         .values(values)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(WebhookEvent.id)
@@ -293,7 +291,7 @@ async def purge_events(session: AsyncSession, *, older_than: datetime) -> int:
 async def development_secret(session: AsyncSession, *, generate: str) -> str:
     """The stored development signing secret, storing `generate` if none is."""
     statement = (
-        insert_for(session, SigningSecret.__table__)
+        insert_for(session, SigningSecret)
         .values(name=DEVELOPMENT_SECRET_NAME, secret=generate, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
     )

@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -47,7 +49,9 @@ def with_data(name: str, **changes) -> bytes:
     return json.dumps(envelope, ensure_ascii=False).encode()
 
 
-async def test_order_created_sample_is_stored_with_lines_and_exact_money(client, database):
+async def test_order_created_sample_is_stored_with_lines_and_exact_money(
+    client, database
+):
     response = await post(client, sample_bytes("cart-order.created"))
 
     assert response.status_code == 200
@@ -55,9 +59,7 @@ async def test_order_created_sample_is_stored_with_lines_and_exact_money(client,
     async with database.transaction() as session:
         order = await session.get(Order, (CONNECTION_ID, ORDER_ID))
         lines = (
-            await session.scalars(
-                select(OrderLine).order_by(OrderLine.position)
-            )
+            await session.scalars(select(OrderLine).order_by(OrderLine.position))
         ).all()
     assert order is not None
     assert order.status == "open"
@@ -71,7 +73,8 @@ async def test_order_created_sample_is_stored_with_lines_and_exact_money(client,
         "li_6d2f8b0c4e5a",
     ]
     assert lines[0].unit_price == Decimal("19.99")
-    assert lines[2].product_id is None and lines[2].product_sku is None
+    assert lines[2].product_id is None
+    assert lines[2].product_sku is None
     raw = json.loads(sample_bytes("cart-order.created"), parse_float=Decimal)
     assert order.record == raw["data"]
 
@@ -84,7 +87,8 @@ async def test_non_ascii_text_is_kept_exactly(client, database):
     async with database.transaction() as session:
         order = await session.get(Order, (CONNECTION_ID, ORDER_ID))
         stored = await session.scalar(select(WebhookEvent.body))
-    assert order is not None and order.ship_to_address is not None
+    assert order is not None
+    assert order.ship_to_address is not None
     assert order.ship_to_address["full_name"] == "Zoë Müller"
     assert order.ship_to_address["city"] == "京都市"
     assert stored == body
@@ -108,7 +112,8 @@ async def test_each_sample_event_is_processed(client, database, name):
     assert response.status_code == 200
     assert response.json()["status"] == "processed"
     record_id = sample(name)["data"]["id"]
-    model = {"order": Order, "produ": Product, "wareh": Warehouse}[name[5:10]]
+    models: dict[str, Any] = {"order": Order, "produ": Product, "wareh": Warehouse}
+    model = models[name[5:10]]
     assert await count(database, model, model.id == record_id) == 1
 
 
@@ -122,7 +127,8 @@ async def test_shipment_event_alias_is_handled_as_the_same_event(client, databas
     assert response.json()["status"] == "processed"
     async with database.transaction() as session:
         order = await session.get(Order, (CONNECTION_ID, ORDER_ID))
-    assert order is not None and order.status == "fulfilled"
+    assert order is not None
+    assert order.status == "fulfilled"
     assert [s["tracking_number"] for s in order.shipments] == ["1ZEXAMPLE0000000001"]
 
 
@@ -133,7 +139,8 @@ async def test_parent_product_keeps_no_price_or_inventory(client, database):
         parent = await session.scalar(select(Product))
     assert parent is not None
     assert parent.is_variant is False
-    assert parent.price is None and parent.inventory is None
+    assert parent.price is None
+    assert parent.inventory is None
     assert parent.record["price"] is not None
 
 
@@ -143,7 +150,8 @@ async def test_variant_keeps_inventory_by_warehouse(client, database):
     async with database.transaction() as session:
         variant = await session.scalar(select(Product))
     expected = sample("cart-product.updated")["data"]
-    assert variant is not None and variant.is_variant is True
+    assert variant is not None
+    assert variant.is_variant is True
     assert variant.inventory == expected["inventory"]
     assert variant.inventory_by_warehouse_id == expected["inventory_by_warehouse_id"]
     assert variant.price == Decimal(str(expected["price"]))
@@ -177,7 +185,9 @@ async def test_replay_with_new_timestamp_is_a_duplicate(client, database):
     replay = await post(client, body, message_id="msg_replayed", timestamp=later)
 
     assert replay.json()["status"] == "duplicate"
-    assert await count(database, WebhookEvent, WebhookEvent.dedupe_key.is_not(None)) == 1
+    assert (
+        await count(database, WebhookEvent, WebhookEvent.dedupe_key.is_not(None)) == 1
+    )
 
 
 async def test_concurrent_copies_are_stored_once(client, database):
@@ -191,7 +201,9 @@ async def test_concurrent_copies_are_stored_once(client, database):
     assert all(response.status_code == 200 for response in responses)
     statuses = sorted(response.json()["status"] for response in responses)
     assert statuses == ["duplicate"] * 4 + ["processed"]
-    assert await count(database, WebhookEvent, WebhookEvent.dedupe_key.is_not(None)) == 1
+    assert (
+        await count(database, WebhookEvent, WebhookEvent.dedupe_key.is_not(None)) == 1
+    )
     assert await count(database, OrderLine) == 3
 
 
@@ -206,8 +218,10 @@ async def test_older_event_after_newer_is_stale_and_changes_nothing(client, data
         stale = await session.scalar(
             select(WebhookEvent).where(WebhookEvent.status == "stale")
         )
-    assert order is not None and order.status == "confirmed"
-    assert stale is not None and stale.reason == "a newer version is stored"
+    assert order is not None
+    assert order.status == "confirmed"
+    assert stale is not None
+    assert stale.reason == "a newer version is stored"
 
 
 async def test_update_for_unknown_order_creates_it(client, database):
@@ -229,11 +243,14 @@ async def test_out_of_order_events_end_at_the_newest_state(client, database):
     assert [result["status"] for result in results] == ["processed", "stale", "stale"]
     async with database.transaction() as session:
         order = await session.get(Order, (CONNECTION_ID, ORDER_ID))
-    assert order is not None and order.status == "fulfilled"
+    assert order is not None
+    assert order.status == "fulfilled"
 
 
 async def test_equal_updated_date_uses_trackstar_updated_date(client, database):
-    newer = with_data("cart-order.created", trackstar_updated_date="2026-03-14T11:00:00Z")
+    newer = with_data(
+        "cart-order.created", trackstar_updated_date="2026-03-14T11:00:00Z"
+    )
     older = with_data(
         "cart-order.created",
         status="confirmed",
@@ -246,7 +263,8 @@ async def test_equal_updated_date_uses_trackstar_updated_date(client, database):
     assert response.json()["status"] == "stale"
     async with database.transaction() as session:
         order = await session.get(Order, (CONNECTION_ID, ORDER_ID))
-    assert order is not None and order.status == "open"
+    assert order is not None
+    assert order.status == "open"
 
 
 async def test_lines_follow_the_newest_version(client, database):
@@ -294,14 +312,17 @@ async def test_unknown_event_type_is_recorded_and_ignored(client, database):
         (b"[" * 100_000 + b"]" * 100_000, "body is"),
     ],
 )
-async def test_authentic_but_malformed_body_is_quarantined(client, database, body, reason):
+async def test_authentic_but_malformed_body_is_quarantined(
+    client, database, body, reason
+):
     response = await post(client, body)
 
     assert response.status_code == 200
     assert response.json()["status"] == "quarantined"
     (event,) = await events(database)
     assert event.status == "quarantined"
-    assert event.reason is not None and reason in event.reason
+    assert event.reason is not None
+    assert reason in event.reason
     assert event.body == body
 
 
@@ -323,14 +344,17 @@ async def test_order_with_bad_fields_is_quarantined(client, database, changes, r
 
     assert response.json()["status"] == "quarantined"
     (event,) = await events(database)
-    assert event.reason is not None and reason in event.reason
+    assert event.reason is not None
+    assert reason in event.reason
     assert await count(database, Order) == 0
 
 
 @pytest.mark.parametrize(
     "text", ["Zo\\u0000e", "\\ud800 lone surrogate"], ids=["nul", "surrogate"]
 )
-async def test_unstorable_text_is_quarantined_with_the_body_kept(client, database, text):
+async def test_unstorable_text_is_quarantined_with_the_body_kept(
+    client, database, text
+):
     body = sample_bytes("cart-order.created").replace(
         b'"1 Sample Street"', f'"{text}"'.encode()
     )
@@ -340,7 +364,8 @@ async def test_unstorable_text_is_quarantined_with_the_body_kept(client, databas
     assert response.json()["status"] == "quarantined"
     (event,) = await events(database)
     assert event.body == body
-    assert event.reason is not None and "address1" in event.reason
+    assert event.reason is not None
+    assert "address1" in event.reason
 
 
 async def test_unknown_fields_are_accepted_and_kept(client, database):
@@ -351,10 +376,13 @@ async def test_unknown_fields_are_accepted_and_kept(client, database):
     assert response.json()["status"] == "processed"
     async with database.transaction() as session:
         order = await session.get(Order, (CONNECTION_ID, ORDER_ID))
-    assert order is not None and order.record["brand_new_field"] == {"nested": [1, 2]}
+    assert order is not None
+    assert order.record["brand_new_field"] == {"nested": [1, 2]}
 
 
-async def test_timestamps_with_offsets_and_fractions_are_stored_as_utc(client, database):
+async def test_timestamps_with_offsets_and_fractions_are_stored_as_utc(
+    client, database
+):
     body = with_data(
         "cart-order.created",
         updated_date="2026-03-14T11:12:45.123456+02:00",
@@ -387,7 +415,7 @@ async def test_body_over_the_cap_is_refused_with_413(database_url):
             body = sample_bytes("cart-order.created")
             assert len(body) > 2048
 
-            async def chunks():
+            async def chunks() -> AsyncIterator[bytes]:
                 yield body
 
             response = await c.post(URL, content=chunks(), headers=signed_headers(body))
