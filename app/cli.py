@@ -1,6 +1,8 @@
 """`python -m app`: serve, migrate, and the operator commands of each domain."""
 
 import asyncio
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -10,7 +12,10 @@ import uvicorn
 from app.core import migrations
 from app.core.db import Database, create_engine
 from app.core.logging import configure_logging
+from app.core.secrets import SecretBox, resolve_secrets
 from app.core.settings import Settings, SettingsError, load_settings
+from app.trackstar.client import TrackstarClient
+from app.worker import run_background
 
 T = TypeVar("T")
 
@@ -55,10 +60,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also deliver queued writes to Trackstar in this process.",
+        ),
+    ] = True,
 ) -> None:
     """Apply pending migrations, then serve the API and the webhook receiver."""
     settings = settings_or_exit()
     migrations.upgrade(settings.database_url)
+    # The server processes build their settings from the environment.
+    os.environ["RUN_WORKER"] = "true" if worker else "false"
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -81,12 +95,44 @@ def migrate(
     typer.echo(f"database is at {revision}")
 
 
+@cli.command("worker")
+def run_worker() -> None:
+    """Deliver queued shipments and inventory adjustments to Trackstar."""
+    settings = settings_or_exit()
+
+    async def work(database: Database) -> None:
+        secrets = await resolve_secrets(database, settings)
+        client = TrackstarClient.from_settings(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await run_background(
+                database=database,
+                client=client,
+                box=SecretBox(secrets.secret_keys),
+                settings=settings,
+                stop=stop,
+            )
+        finally:
+            await client.aclose()
+
+    try:
+        run_with_database(settings, work)
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 def register_commands() -> None:
     # Domain command groups import this module's helpers, so they are added here.
     from app.auth.cli import cli as api_keys_cli
+    from app.connections.cli import cli as connections_cli
     from app.webhooks.cli import cli as webhooks_cli
 
     cli.add_typer(api_keys_cli, name="api-keys")
+    cli.add_typer(connections_cli, name="connections")
     cli.add_typer(webhooks_cli, name="webhooks")
 
 

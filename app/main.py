@@ -1,10 +1,10 @@
 """The FastAPI application: routers, error handlers and the lifespan."""
 
-import base64
-import secrets
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import structlog
 from fastapi import FastAPI
 
@@ -13,46 +13,28 @@ from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
-from app.core.settings import Environment, Settings, SettingsError, load_settings
+from app.core.secrets import SecretBox, resolve_secrets
+from app.core.settings import Settings, load_settings
+from app.inventory.routes import router as inventory_router
 from app.orders.routes import router as orders_router
 from app.products.routes import router as products_router
+from app.shipments.routes import router as shipments_router
+from app.trackstar.client import TrackstarClient
 from app.warehouses.routes import router as warehouses_router
-from app.webhooks import service as webhooks_service
 from app.webhooks.routes import receiver as webhook_receiver
 from app.webhooks.routes import router as webhook_events_router
 from app.webhooks.verification import WebhookVerifier
+from app.worker import run_background
 
 log = structlog.get_logger(__name__)
 
 
-async def resolve_webhook_secrets(database: Database, settings: Settings) -> list[str]:
-    """The configured signing secrets, or in development a generated one.
-
-    The generated secret is kept in the database, so it survives restarts and
-    `webhooks simulate` can sign with it.
-    """
-    configured = settings.webhook_secrets()
-    if configured:
-        return configured
-    if settings.environment is not Environment.DEVELOPMENT:
-        raise SettingsError(
-            "TRACKSTAR_WEBHOOK_SECRET is empty; set the endpoint's whsec_ secret "
-            "from Trackstar's dashboard (required outside development)"
-        )
-    candidate = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    async with database.transaction() as session:
-        secret = await webhooks_service.development_secret(session, generate=candidate)
-    log.warning(
-        "webhooks.development_secret_in_use",
-        generated_now=secret == candidate,
-        hint="set TRACKSTAR_WEBHOOK_SECRET to the endpoint's signing secret from "
-        "Trackstar's dashboard; `python -m app webhooks simulate` signs with the "
-        "development secret",
-    )
-    return [secret]
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    trackstar_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The application; `trackstar_transport` replaces the network in tests."""
     settings = settings or load_settings()
     assert settings.log_format is not None
     configure_logging(settings.log_level, settings.log_format)
@@ -60,14 +42,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(create_engine(settings))
+        client = TrackstarClient.from_settings(settings, transport=trackstar_transport)
+        stop = asyncio.Event()
+        background: asyncio.Task[None] | None = None
         try:
-            secrets_in_use = await resolve_webhook_secrets(database, settings)
+            secrets = await resolve_secrets(database, settings)
+            box = SecretBox(secrets.secret_keys)
             app.state.database = database
+            app.state.secret_box = box
+            app.state.trackstar = client
             app.state.webhook_verifier = WebhookVerifier(
-                secrets_in_use, tolerance=settings.webhook_tolerance
+                secrets.webhook_secrets, tolerance=settings.webhook_tolerance
             )
+            if settings.run_worker:
+                background = asyncio.create_task(
+                    run_background(
+                        database=database,
+                        client=client,
+                        box=box,
+                        settings=settings,
+                        stop=stop,
+                    )
+                )
             yield
         finally:
+            stop.set()
+            if background is not None:
+                await background
+            await client.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -84,5 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(products_router)
     app.include_router(warehouses_router)
+    app.include_router(shipments_router)
+    app.include_router(inventory_router)
     app.include_router(webhook_events_router)
     return app

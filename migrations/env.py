@@ -10,8 +10,13 @@ from sqlalchemy.pool import NullPool
 
 # Every domain's models, so that autogenerate sees all tables.
 import app.auth.models
+import app.connections.models
+import app.core.secrets
+import app.inventory.models
 import app.orders.models
+import app.outbox.models
 import app.products.models
+import app.shipments.models
 import app.warehouses.models
 import app.webhooks.models  # noqa: F401
 from app.core.migrations import MIGRATION_LOCK_KEY

@@ -26,9 +26,14 @@ from app.core.db import Database
 from app.core.models import Base
 from app.core.settings import Settings, normalize_database_url
 from app.main import create_app
+from tests.fixtures.fake_trackstar import FakeTrackstar
 from tests.signing import TEST_SECRET
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TEST_API_KEY = "tsk_test_organisation_key_0123456789"
+TEST_SECRET_KEY = "test-secret-key-for-encrypting-access-tokens"
+CONNECTION_ID = "conn_7f3a9c2e5b1d4e80"
+ACCESS_TOKEN = "tok_connection_secret_5f2b9c1d7e3a4068"
 BACKENDS = ("postgresql", "sqlite")
 
 
@@ -107,10 +112,13 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
         "trackstar_webhook_secret": TEST_SECRET,
+        "secret_key": TEST_SECRET_KEY,
         "environment": "development",
         "log_format": "json",
         "log_level": "INFO",
-        "trackstar_api_key": None,
+        "trackstar_api_key": TEST_API_KEY,
+        # Worker tests drive deliveries step by step; no loop in the app.
+        "run_worker": False,
         **overrides,
     }
     # model_validate skips the environment and `.env`: tests see only these values.
@@ -122,9 +130,15 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
+@pytest.fixture
+def fake() -> FakeTrackstar:
+    """Trackstar at the HTTP boundary, knowing the test connection's token."""
+    return FakeTrackstar(api_key=TEST_API_KEY, tokens={ACCESS_TOKEN: CONNECTION_ID})
+
+
 @pytest_asyncio.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+async def app(settings: Settings, fake: FakeTrackstar) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, trackstar_transport=fake.transport())
     async with application.router.lifespan_context(application):
         yield application
 

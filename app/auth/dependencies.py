@@ -1,3 +1,5 @@
+from typing import Annotated
+
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -23,3 +25,5 @@ async def _authenticated_key(
 
 
 require_api_key = Depends(_authenticated_key)
+
+CurrentApiKey = Annotated[ApiKey, Depends(_authenticated_key)]

@@ -16,6 +16,7 @@ from app.core.settings import LogFormat
 # line per request without them instead.
 QUIET_LOGGERS = ("uvicorn.access",)
 FORWARDED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
+HANDLER_NAME = "trackstar-fulfillment"
 
 
 def configure_logging(level: str, log_format: LogFormat) -> None:
@@ -39,6 +40,7 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -49,7 +51,9 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
         )
     )
     root = logging.getLogger()
-    root.handlers = [handler]
+    # Replace only our own handler: others (pytest's capture) stay attached.
+    root.handlers = [h for h in root.handlers if h.get_name() != HANDLER_NAME]
+    root.addHandler(handler)
     root.setLevel(level)
     for name in FORWARDED_LOGGERS:
         logger = logging.getLogger(name)

@@ -15,6 +15,7 @@ from app.core.timestamps import parse_timestamp
 MAX_CURSOR_LENGTH = 2048
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class InvalidCursor(BadRequest):
@@ -37,9 +38,29 @@ def decode_cursor(token: str, *, length: int) -> list[Any]:
         raise InvalidCursor("The cursor is not valid.") from None
     if not isinstance(parts, list) or len(parts) != length:
         raise InvalidCursor("The cursor is not valid.")
-    if not all(isinstance(part, str | int) for part in parts):
+    if not all(_is_cursor_part(part) for part in parts):
         raise InvalidCursor("The cursor is not valid.")
     return parts
+
+
+def _is_cursor_part(part: Any) -> bool:
+    """A value this API could have put in a cursor and a database can compare:
+    no booleans, 64-bit integers, and text without NUL or lone surrogates."""
+    if isinstance(part, bool):
+        return False
+    if isinstance(part, int):
+        return INT64_MIN <= part <= INT64_MAX
+    if isinstance(part, str):
+        return "\x00" not in part and _encodable(part)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ChangeFeedRecord(Protocol):

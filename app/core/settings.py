@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./fulfillment.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Environment(StrEnum):
@@ -31,6 +32,30 @@ class LogFormat(StrEnum):
 
 class SettingsError(Exception):
     """Raised at start-up when a setting is missing or has a bad value."""
+
+
+# Values copied from examples rather than set: refused outside development.
+PLACEHOLDERS = frozenset(
+    {
+        "change-me",
+        "changeme",
+        "change_me",
+        "replace-me",
+        "placeholder",
+        "secret",
+        "example",
+        "todo",
+        "xxx",
+        "dummy",
+        "password",
+        "test",
+    }
+)
+
+
+def _is_placeholder(value: str) -> bool:
+    bare = value.strip().lower().removeprefix("whsec_")
+    return bare in PLACEHOLDERS or bare.startswith(("change-me", "changeme"))
 
 
 def normalize_database_url(url: str) -> str:
@@ -63,9 +88,31 @@ class Settings(BaseSettings):
     # transaction-mode pooler (PgBouncer); set to 0 there.
     database_statement_cache_size: int = Field(default=100, ge=0)
 
+    # Encrypts connection access tokens at rest. Several keys, comma-separated:
+    # the first encrypts, all decrypt, so a new key can be rolled in.
+    secret_key: Annotated[list[SecretStr], NoDecode] = []
+
     trackstar_webhook_secret: Annotated[list[SecretStr], NoDecode] = []
     trackstar_api_key: SecretStr | None = None
     trackstar_base_url: str = "https://production.trackstarhq.com"
+    trackstar_connect_timeout: timedelta = timedelta(seconds=5)
+    trackstar_read_timeout: timedelta = timedelta(seconds=30)
+    trackstar_write_timeout: timedelta = timedelta(seconds=30)
+    trackstar_pool_timeout: timedelta = timedelta(seconds=10)
+    trackstar_max_connections: int = Field(default=20, ge=1, le=500)
+    # Trackstar's documented budgets per access token, per process.
+    trackstar_write_rate_limit: float = Field(default=50, gt=0)
+    trackstar_read_rate_limit: float = Field(default=10, gt=0)
+
+    run_worker: bool = True
+    outbox_concurrency: int = Field(default=20, ge=1, le=500)
+    outbox_batch_size: int = Field(default=50, ge=1, le=1000)
+    outbox_poll_interval: timedelta = timedelta(seconds=1)
+    # A claimed message whose worker stops is picked up again after this.
+    outbox_lease: timedelta = timedelta(minutes=5)
+    outbox_retry_base_delay: timedelta = timedelta(seconds=1)
+    outbox_retry_max_delay: timedelta = timedelta(minutes=5)
+    outbox_max_age: timedelta = timedelta(hours=24)
 
     webhook_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     webhook_tolerance: timedelta = timedelta(minutes=5)
@@ -79,7 +126,7 @@ class Settings(BaseSettings):
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_database_url(value.strip())
 
-    @field_validator("trackstar_webhook_secret", mode="before")
+    @field_validator("trackstar_webhook_secret", "secret_key", mode="before")
     @classmethod
     def _split_secrets(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -99,6 +146,25 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(value, start=1):
+            if len(key.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+                raise ValueError(
+                    f"entry {position} is shorter than {MIN_SECRET_KEY_LENGTH} "
+                    "characters; use e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`"
+                )
+        return value
+
+    @field_validator("trackstar_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("expected an http(s) URL")
+        return value.rstrip("/")
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -116,6 +182,34 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 30 days")
         return value
 
+    @field_validator("trackstar_api_key", mode="before")
+    @classmethod
+    def _empty_api_key_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> "Settings":
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        required = {
+            "SECRET_KEY": self.secret_key,
+            "TRACKSTAR_WEBHOOK_SECRET": self.trackstar_webhook_secret,
+        }
+        for name, values in required.items():
+            if not values:
+                raise ValueError(f"{name} must be set outside development")
+        named = {**required, "TRACKSTAR_API_KEY": [self.trackstar_api_key]}
+        for name, values in named.items():
+            for secret in values:
+                if secret is not None and _is_placeholder(secret.get_secret_value()):
+                    raise ValueError(
+                        f"{name}={secret.get_secret_value()!r} looks like a "
+                        "placeholder; set a real value"
+                    )
+        return self
+
     @model_validator(mode="after")
     def _default_log_format(self) -> "Settings":
         if self.log_format is None:
@@ -132,14 +226,21 @@ class Settings(BaseSettings):
     def webhook_secrets(self) -> list[str]:
         return [secret.get_secret_value() for secret in self.trackstar_webhook_secret]
 
+    def secret_keys(self) -> list[str]:
+        return [key.get_secret_value() for key in self.secret_key]
+
 
 def describe_validation_error(error: ValidationError) -> str:
     """One line per bad setting, naming the environment variable and the value."""
     lines = []
     for item in error.errors(include_input=True, include_url=False):
-        name = str(item["loc"][0]).upper() if item["loc"] else "settings"
         message = item["msg"].removeprefix("Value error, ")
-        field = Settings.model_fields.get(str(item["loc"][0])) if item["loc"] else None
+        if not item["loc"]:
+            # A check across settings: its message names what it is about.
+            lines.append(message)
+            continue
+        name = str(item["loc"][0]).upper()
+        field = Settings.model_fields.get(str(item["loc"][0]))
         is_secret = field is not None and "Secret" in str(field.annotation)
         if is_secret or "input" not in item:
             lines.append(f"{name}: {message}")

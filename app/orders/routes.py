@@ -12,21 +12,29 @@ from app.trackstar.schemas import MAX_ID_LENGTH, TrackstarOrderStatus
 
 router = APIRouter(prefix="/api/v1", tags=["orders"], dependencies=[require_api_key])
 
-OrderId = Annotated[str, Path(max_length=MAX_ID_LENGTH)]
+# Ids are compared with stored text, which never holds NUL (Postgres text cannot).
+NO_NUL = r"^[^\x00]*$"
+OrderId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 
 
 @router.get("/orders")
 async def list_orders(
     session: DbSession,
     status: TrackstarOrderStatus | None = None,
-    connection_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+    connection_id: Annotated[
+        str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    ] = None,
     updated_since: Annotated[
         UTCTimestamp | None,
         Query(description="Only orders this service changed at or after this time."),
     ] = None,
     sku: Annotated[
         str | None,
-        Query(max_length=MAX_ID_LENGTH, description="Orders with a line for it."),
+        Query(
+            max_length=MAX_ID_LENGTH,
+            pattern=NO_NUL,
+            description="Orders with a line for it.",
+        ),
     ] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,

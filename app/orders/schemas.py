@@ -1,9 +1,22 @@
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer
 
 from app.core.schemas import FreeJSON, ReadModel
+
+
+def _plain_decimal(value: Decimal) -> str:
+    # str() would give exponent notation ("1E+2", "1E-7"), and SQLite and
+    # Postgres store such amounts differently; always answer "100", "0.0000001".
+    return format(value, "f")
+
+
+# An amount as an exact decimal string, never in exponent notation.
+Money = Annotated[
+    Decimal, PlainSerializer(_plain_decimal, return_type=str, when_used="json")
+]
 
 
 class OrderLineRead(ReadModel):
@@ -13,9 +26,9 @@ class OrderLineRead(ReadModel):
     parent_product_id: str | None
     parent_product_sku: str | None
     quantity: int
-    unit_price: Decimal | None = Field(description="Per unit, as a decimal string.")
-    discount: Decimal | None = Field(description="Per unit.")
-    tax: Decimal | None = Field(description="Per unit.")
+    unit_price: Money | None = Field(description="Per unit, as a decimal string.")
+    discount: Money | None = Field(description="Per unit.")
+    tax: Money | None = Field(description="Per unit.")
 
 
 class OrderRead(ReadModel):
@@ -30,10 +43,10 @@ class OrderRead(ReadModel):
     carrier_id: str | None
     carrier_name: str | None
     invoice_currency_code: str = Field(description="Currency of every amount.")
-    total_price: Decimal | None
-    total_tax: Decimal | None
-    total_discount: Decimal | None
-    total_shipping: Decimal | None
+    total_price: Money | None
+    total_tax: Money | None
+    total_discount: Money | None
+    total_shipping: Money | None
     ship_to_address: dict[str, str | None] | None
     bill_to_address: dict[str, str | None] | None
     earliest_ship_date: datetime | None

@@ -11,14 +11,18 @@ from app.trackstar.schemas import MAX_ID_LENGTH
 
 router = APIRouter(prefix="/api/v1", tags=["products"], dependencies=[require_api_key])
 
-ProductId = Annotated[str, Path(max_length=MAX_ID_LENGTH)]
+# Ids are compared with stored text, which never holds NUL (Postgres text cannot).
+NO_NUL = r"^[^\x00]*$"
+ProductId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 
 
 @router.get("/products")
 async def list_products(
     session: DbSession,
-    sku: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
-    connection_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+    sku: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)] = None,
+    connection_id: Annotated[
+        str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    ] = None,
     variants_only: Annotated[
         bool, Query(description="Leave out parent products.")
     ] = False,

@@ -13,11 +13,16 @@ router = APIRouter(
     prefix="/api/v1", tags=["warehouses"], dependencies=[require_api_key]
 )
 
+# Ids are compared with stored text, which never holds NUL (Postgres text cannot).
+NO_NUL = r"^[^\x00]*$"
+
 
 @router.get("/warehouses")
 async def list_warehouses(
     session: DbSession,
-    connection_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+    connection_id: Annotated[
+        str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> WarehousePage:

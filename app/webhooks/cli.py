@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from app.cli import run_with_database, settings_or_exit
 from app.core.db import Database
+from app.core.secrets import DEVELOPMENT_WEBHOOK_SECRET, stored_development_secret
 from app.core.settings import Settings
-from app.webhooks import service
 
 cli = typer.Typer(help="Work with Trackstar webhooks.", no_args_is_help=True)
 
@@ -34,7 +34,9 @@ def _signing_secret(settings: Settings) -> str:
 
     async def stored(database: Database) -> str | None:
         async with database.transaction() as session:
-            return await service.stored_development_secret(session)
+            return await stored_development_secret(
+                session, name=DEVELOPMENT_WEBHOOK_SECRET
+            )
 
     secret = run_with_database(settings, stored)
     if secret is None:

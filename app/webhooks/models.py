@@ -49,17 +49,3 @@ class WebhookEvent(Base):
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class SigningSecret(Base):
-    """A webhook signing secret generated for local development.
-
-    Only used when no `TRACKSTAR_WEBHOOK_SECRET` is configured, so that the
-    embedded default works end to end without a Trackstar account.
-    """
-
-    __tablename__ = "signing_secrets"
-
-    name: Mapped[str] = mapped_column(String(50), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

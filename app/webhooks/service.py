@@ -22,11 +22,10 @@ from app.core.models import utcnow
 from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from app.trackstar.schemas import TrackstarRecord, TrackstarWebhookEnvelope
 from app.webhooks.handlers import HANDLERS, ResourceHandler
-from app.webhooks.models import EventStatus, SigningSecret, WebhookEvent
+from app.webhooks.models import EventStatus, WebhookEvent
 from app.webhooks.verification import VerifiedDelivery
 
 MAX_REASON_ERRORS = 3
-DEVELOPMENT_SECRET_NAME = "development-webhook-secret"
 
 
 class WebhookEventNotFound(NotFound):
@@ -286,24 +285,3 @@ async def purge_events(session: AsyncSession, *, older_than: datetime) -> int:
         delete(WebhookEvent).where(WebhookEvent.received_at < older_than)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def development_secret(session: AsyncSession, *, generate: str) -> str:
-    """The stored development signing secret, storing `generate` if none is."""
-    statement = (
-        insert_for(session, SigningSecret)
-        .values(name=DEVELOPMENT_SECRET_NAME, secret=generate, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    await session.execute(statement)
-    secret = await stored_development_secret(session)
-    assert secret is not None
-    return secret
-
-
-async def stored_development_secret(session: AsyncSession) -> str | None:
-    return await session.scalar(
-        select(SigningSecret.secret).where(
-            SigningSecret.name == DEVELOPMENT_SECRET_NAME
-        )
-    )

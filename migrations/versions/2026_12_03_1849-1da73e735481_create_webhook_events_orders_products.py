@@ -110,11 +110,11 @@ def upgrade() -> None:
     op.create_index("ix_products_parent_product_id", "products", ["parent_product_id"])
     op.create_index("ix_products_sku", "products", ["sku"])
     op.create_table(
-        "signing_secrets",
+        "generated_secrets",
         sa.Column("name", sa.String(length=50), nullable=False),
         sa.Column("secret", sa.String(length=200), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_signing_secrets")),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_generated_secrets")),
     )
     op.create_table(
         "warehouses",
@@ -195,7 +195,7 @@ def downgrade() -> None:
     op.drop_table("webhook_events")
     op.drop_index("ix_warehouses_id", "warehouses")
     op.drop_table("warehouses")
-    op.drop_table("signing_secrets")
+    op.drop_table("generated_secrets")
     op.drop_index("ix_products_sku", "products")
     op.drop_index("ix_products_parent_product_id", "products")
     op.drop_index("ix_products_id", "products")
