@@ -1176,31 +1176,79 @@ def frame_parts(frame: str) -> tuple[str, str]:
 
 
 def short_path(path: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    with contextlib.suppress(ValueError):
-        return str(Path(path).relative_to(REPO))
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    if "/app/" in path:
+        return "app/" + path.rsplit("/app/", 1)[1]
+    if "/lib/python3" in path:
+        return path.split("/lib/", 1)[1].split("/", 1)[1]
     return path
 
 
 def package_of(path: str) -> str:
+    short = short_path(path)
+    if short.startswith("app/"):
+        return ".".join(Path(short).with_suffix("").parts[:2])
     if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0]
-    try:
-        relative = Path(path).resolve().relative_to(REPO)
-        return ".".join(relative.with_suffix("").parts[:2])
-    except ValueError:
-        pass
+        return short.split("/", 1)[0]
     if "/lib/python3" in path:
-        return "stdlib:" + Path(path).stem
+        return "stdlib:" + short.split("/", 1)[0].removesuffix(".py")
     return path
+
+
+# Where a sample's time goes: the first rule whose marker is in any frame of
+# the stack, else the group of the innermost frame's package.
+STACK_RULES = (
+    ("anyio worker threads (sync dependencies)", ("WorkerThread.run (",)),
+    ("SQL compilation (statement cache miss)", ("Compiled.__init__ (",)),
+    ("SQL cache-key generation", ("_generate_cache_key (",)),
+)
+PACKAGE_GROUPS = (
+    ("sqlalchemy/sql/", "SQLAlchemy Core: statement building, parameters"),
+    ("sqlalchemy/orm/", "SQLAlchemy ORM: session, bulk insert"),
+    ("sqlalchemy/", "SQLAlchemy engine, dialect, pool"),
+    ("asyncpg/", "asyncpg: protocol, encoding"),
+    ("pydantic", "pydantic: validation, serialization"),
+    ("simplejson/", "JSON"),
+    ("json/", "JSON"),
+    ("decimal", "JSON"),
+    ("structlog/", "logging"),
+    ("logging/", "logging"),
+    ("standardwebhooks/", "signature verification"),
+    ("hmac", "signature verification"),
+    ("app/webhooks/verification", "signature verification"),
+    ("uvicorn/", "uvicorn, HTTP parsing"),
+    ("httptools/", "uvicorn, HTTP parsing"),
+    ("h11/", "uvicorn, HTTP parsing"),
+    ("starlette/", "FastAPI, Starlette"),
+    ("fastapi/", "FastAPI, Starlette"),
+    ("anyio/", "anyio, threads"),
+    ("threading", "anyio, threads"),
+    ("concurrent/", "anyio, threads"),
+    ("asyncio/", "event loop, greenlet"),
+    ("uvloop/", "event loop, greenlet"),
+    ("selectors", "event loop, greenlet"),
+    ("greenlet/", "event loop, greenlet"),
+    ("app/", "app code (own time)"),
+)
+
+
+def category_of(frames: Sequence[str]) -> str:
+    for label, markers in STACK_RULES:
+        if any(marker in frame for frame in frames for marker in markers):
+            return label
+    leaf = short_path(frame_parts(frames[-1])[1])
+    for prefix, label in PACKAGE_GROUPS:
+        if leaf.startswith(prefix):
+            return label
+    return "other"
 
 
 def summarize_profile(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -1214,6 +1262,7 @@ def summarize_profile(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
         name, path = frame_parts(frames[-1])
         own[f"{name} ({short_path(path)})"] += count
         packages[package_of(path)] += count
+        categories[category_of(frames)] += count
         seen = set()
         for frame in frames:
             name, path = frame_parts(frame)
@@ -1230,6 +1279,7 @@ def summarize_profile(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
         "busy_fraction": total / max(1.0, seconds * rate),
         "own": own.most_common(25),
         "packages": packages.most_common(20),
+        "categories": categories.most_common(),
         "app_inclusive": app_inclusive[:25],
     }
 
@@ -1608,6 +1658,11 @@ def markdown(
             "profiled"
         )
         total = max(1, profile["samples"])
+        yield ""
+        yield "Where the time goes (first matching rule per sample):"
+        yield ""
+        for label, n in profile["categories"]:
+            yield f"- {label}: {100 * n / total:.1f}%"
         yield ""
         yield "Own time by package:"
         yield ""

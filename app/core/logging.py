@@ -6,6 +6,7 @@ a field. Bodies, headers, keys, secrets and addresses are never logged.
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from structlog.typing import Processor
@@ -17,6 +18,19 @@ from app.core.settings import LogFormat
 QUIET_LOGGERS = ("uvicorn.access",)
 FORWARDED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
 HANDLER_NAME = "trackstar-fulfillment"
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to `sys.stderr` as it is when a line is logged, so redirection
+    after start-up (a supervisor, a test's output capture) is honoured."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
 
 
 def configure_logging(level: str, log_format: LogFormat) -> None:
@@ -39,7 +53,7 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

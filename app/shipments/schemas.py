@@ -5,7 +5,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.outbox.schemas import DeliveryRead
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+# Empty strings are accepted and left out of what is sent, like nulls.
+Text = Annotated[str, StringConstraints(max_length=1000)]
 
 
 class ShipmentCreate(BaseModel):

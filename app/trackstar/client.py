@@ -99,6 +99,12 @@ class TrackstarClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def __aenter__(self) -> "TrackstarClient":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
     async def write(
         self,
         credentials: ConnectionCredentials,
