@@ -44,6 +44,7 @@ the hottest functions and packages.
 
 import argparse
 import asyncio
+import atexit
 import base64
 import bisect
 import contextlib
@@ -62,6 +63,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -437,12 +439,30 @@ def cpu_usage(
     busy = end.jiffies[0] - start.jiffies[0]
     total = end.jiffies[1] - start.jiffies[1]
     cores = os.cpu_count() or 1
-    return {
+    usage = {
         "server": used(server),
         "postgres": used(postgres),
         "generator": used(generator),
         "machine": 100.0 * cores * busy / max(1, total),
     }
+    # Everything else: other users of the machine, the kernel's own work.
+    mine = usage["server"] + usage["postgres"] + usage["generator"]
+    usage["other"] = max(0.0, usage["machine"] - mine)
+    return usage
+
+
+async def wait_for_quiet(limit: float, timeout: float) -> dict[str, float]:
+    """Wait until the machine's load (% of one core) is at most `limit`."""
+    cores = os.cpu_count() or 1
+    started = time.monotonic()
+    while True:
+        before = machine_jiffies()
+        await asyncio.sleep(1.0)
+        after = machine_jiffies()
+        load = 100.0 * cores * (after[0] - before[0]) / max(1, after[1] - before[1])
+        waited = time.monotonic() - started
+        if load <= limit or waited >= timeout:
+            return {"load_before": load, "waited": waited}
 
 
 # --------------------------------------------------------------------------
@@ -865,6 +885,9 @@ VARIANTS = {
     "service-workers2": Variant("service-workers2", baseline=False, workers=2),
     "baseline-workers2": Variant("baseline-workers2", baseline=True, workers=2),
 }
+
+
+PROFILED_VARIANTS = ("service",)
 
 
 class Server:
@@ -1306,6 +1329,8 @@ class Options:
     py_spy: str | None
     variants: list[str]
     app_dir: Path
+    quiet_limit: float
+    quiet_timeout: float
 
 
 async def run_variant(
@@ -1350,6 +1375,9 @@ async def run_variant(
         expected.add(warm)
         say(f"   warm-up: {warmup.ok} events in {warmup.elapsed:.1f} s")
 
+        quiet: dict[str, dict[str, float]] = {}
+        result["quiet"] = quiet
+        quiet["saturation"] = await settle(options)
         size = max(2_000, int(warmup.rate * options.duration))
         batch = await phase_batch("sat", size)
         guard = max(4 * options.duration, 60.0)
@@ -1358,8 +1386,7 @@ async def run_variant(
         )
         expected.add(batch)
         say(describe_phase(saturation))
-        await asyncio.sleep(1.0)
-
+        quiet["open loop"] = await settle(options)
         batch = await phase_batch("open", int(options.rate * options.open_duration))
         steady = await open_loop(
             "open loop",
@@ -1373,9 +1400,9 @@ async def run_variant(
         say(describe_phase(steady))
         result["phases"] = [p.summary() for p in (warmup, saturation, steady)]
 
-        if options.profile and variant.name == "service":
+        if options.profile and variant.name in PROFILED_VARIANTS:
             result["profile"] = await profile_server(
-                options, server, phase_batch, expected
+                options, server, phase_batch, expected, saturation.rate
             )
     finally:
         server.stop()
@@ -1394,21 +1421,37 @@ async def run_variant(
     return result
 
 
+async def settle(options: Options) -> dict[str, float]:
+    """Let the server settle, then wait for other load on the machine to pass."""
+    await asyncio.sleep(1.0)
+    quiet = await wait_for_quiet(options.quiet_limit, options.quiet_timeout)
+    if quiet["load_before"] > options.quiet_limit:
+        say(
+            f"   machine still busy ({quiet['load_before']:.0f}% of a core) after "
+            f"{quiet['waited']:.0f} s; measuring anyway"
+        )
+    elif quiet["waited"] > 1.5:
+        say(f"   waited {quiet['waited']:.0f} s for other load to pass")
+    return quiet
+
+
 async def profile_server(
     options: Options,
     server: Server,
     phase_batch: Callable[[str, int], Awaitable[list[Delivery]]],
     expected: Expectation,
+    expected_rate: float,
 ) -> dict[str, Any]:
     py_spy = find_py_spy(options.py_spy)
     if py_spy is None:
         say("   profile: py-spy not found (pip install py-spy); skipped")
         return {"skipped": "py-spy not found"}
-    raw = options.out_dir / "service.py-spy.txt"
+    raw = options.out_dir / f"{server.variant.name}.py-spy.txt"
     rate = 200
     seconds = options.profile_duration
-    await asyncio.sleep(1.0)
-    batch: list[Delivery] = await phase_batch("prof", 60_000)
+    await settle(options)
+    size = max(2_000, int(1.5 * expected_rate * (seconds + 2)))
+    batch: list[Delivery] = await phase_batch("prof", size)
     spy = subprocess.Popen(
         [
             py_spy,
@@ -1504,6 +1547,8 @@ def machine_info(database_url: str, app_dir: Path) -> dict[str, str]:
 
 
 def fmt(value: float, digits: int = 1) -> str:
+    if math.isinf(value):
+        return "never (abandoned)"
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
@@ -1543,31 +1588,56 @@ def markdown(
     yield ""
     by_name = {r["variant"]["name"]: r for r in results}
     baseline = by_name.get("baseline")
-    head = (
-        "| variant | sat. events/s | sat. p50 ms | sat. p99 ms | "
-        f"{options.rate:.0f}/s p50 ms | {options.rate:.0f}/s p99 ms | "
-        f"{options.rate:.0f}/s max ms | CPU sat. server/pg/gen/machine % | "
-        f"CPU {options.rate:.0f}/s server/pg/gen/machine % | errors |"
+    rate = f"{options.rate:.0f}/s"
+    yield (
+        f"| variant | sat. events/s | sat. p50 ms | sat. p99 ms | {rate} achieved | "
+        f"{rate} p50 ms | {rate} p99 ms | {rate} max ms | "
+        "non-2xx / retries / abandoned |"
     )
-    yield head
-    yield "|" + "---|" * 10
+    yield "|" + "---|" * 9
     for result in results:
         sat = phase_of(result, "saturation")
         steady = phase_of(result, "open loop")
-        errors = sat["errors"] + steady["errors"]
-
-        def cpu(phase: dict[str, Any]) -> str:
-            c = phase["cpu"]
-            return "/".join(
-                f"{c[k]:.0f}" for k in ("server", "postgres", "generator", "machine")
-            )
-
+        failures = "/".join(
+            str(sat[key] + steady[key]) for key in ("errors", "retries", "abandoned")
+        )
         yield (
             f"| {result['variant']['name']} | {fmt(sat['events_per_second'], 0)} | "
             f"{fmt(sat['p50_ms'])} | {fmt(sat['p99_ms'])} | "
+            f"{fmt(steady['events_per_second'], 0)} | "
             f"{fmt(steady['p50_ms'])} | {fmt(steady['p99_ms'])} | "
-            f"{fmt(steady['p100_ms'])} | {cpu(sat)} | {cpu(steady)} | {errors} |"
+            f"{fmt(steady['p100_ms'])} | {failures} |"
         )
+    yield ""
+    yield (
+        "CPU, % of one core averaged over the phase (2 cores = 200%); 'other' is "
+        "the machine's busy time not spent in the server, Postgres or the "
+        "generator (other processes, kernel work); server ms/event is the "
+        "server's CPU time per answered event:"
+    )
+    yield ""
+    yield (
+        "| variant | phase | server | postgres | generator | other | machine | "
+        "server CPU ms/event |"
+    )
+    yield "|" + "---|" * 8
+    for result in results:
+        for name in ("saturation", "open loop"):
+            phase = phase_of(result, name)
+            cpu = phase["cpu"]
+            per_event = (
+                10.0 * cpu["server"] / phase["events_per_second"]
+                if phase["events_per_second"]
+                else math.nan
+            )
+            cells = " | ".join(
+                f"{cpu[k]:.0f}"
+                for k in ("server", "postgres", "generator", "other", "machine")
+            )
+            yield (
+                f"| {result['variant']['name']} | {name} | {cells} | "
+                f"{fmt(per_event, 2)} |"
+            )
     if baseline is not None:
         yield ""
         yield "Ratios, service variant / baseline:"
@@ -1720,6 +1790,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--profile-duration", type=float, default=15.0)
     parser.add_argument("--py-spy", default=None)
+    parser.add_argument(
+        "--quiet-limit",
+        type=float,
+        default=25.0,
+        help="before each measured phase, wait until the machine's load is at "
+        "most this (%% of one core)",
+    )
+    parser.add_argument("--quiet-timeout", type=float, default=180.0)
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--git-ref",
@@ -1754,25 +1832,27 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         profile_duration=args.profile_duration,
         py_spy=args.py_spy,
         variants=args.variants.split(","),
-        app_dir=resolve_app_dir(args.git_ref, args.app_dir, args.out.resolve()),
+        app_dir=resolve_app_dir(args.git_ref, args.app_dir),
+        quiet_limit=args.quiet_limit,
+        quiet_timeout=args.quiet_timeout,
     )
 
 
-def resolve_app_dir(git_ref: str | None, app_dir: Path | None, out: Path) -> Path:
+def resolve_app_dir(git_ref: str | None, app_dir: Path | None) -> Path:
     if app_dir is not None:
         return app_dir.resolve()
     if git_ref is None:
         return REPO
     commit = git("rev-parse", "--verify", f"{git_ref}^{{commit}}")
-    target = out / f"src-{commit[:12]}"
-    if not (target / "app").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", commit, "app", "migrations"],
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    # Outside the repository, so that linters and type checkers never see it.
+    target = Path(tempfile.mkdtemp(prefix=f"bench-src-{commit[:12]}-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "app", "migrations"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target
 
 
@@ -1810,8 +1890,9 @@ def source_info(app_dir: Path) -> str:
         state = f"{changes} uncommitted change(s)" if changes else "clean"
         where = "under app/ and migrations/"
         return f"working tree at {head}, {state} {where} ({fingerprint})"
-    if app_dir.name.startswith("src-"):
-        return f"commit {app_dir.name[4:]} via git archive ({fingerprint})"
+    if app_dir.name.startswith("bench-src-"):
+        commit = app_dir.name.split("-")[2]
+        return f"commit {commit} via git archive ({fingerprint})"
     return f"{app_dir} ({fingerprint})"
 
 

@@ -24,7 +24,7 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to `sys.stderr` as it is when a line is logged, so redirection
     after start-up (a supervisor, a test's output capture) is honoured."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -200,14 +200,17 @@ class Settings(BaseSettings):
         for name, values in required.items():
             if not values:
                 raise ValueError(f"{name} must be set outside development")
-        named = {**required, "TRACKSTAR_API_KEY": [self.trackstar_api_key]}
-        for name, values in named.items():
-            for secret in values:
-                if secret is not None and _is_placeholder(secret.get_secret_value()):
-                    raise ValueError(
-                        f"{name}={secret.get_secret_value()!r} looks like a "
-                        "placeholder; set a real value"
-                    )
+        named = [
+            (name, secret) for name, values in required.items() for secret in values
+        ]
+        if self.trackstar_api_key is not None:
+            named.append(("TRACKSTAR_API_KEY", self.trackstar_api_key))
+        for name, secret in named:
+            if _is_placeholder(secret.get_secret_value()):
+                raise ValueError(
+                    f"{name}={secret.get_secret_value()!r} looks like a "
+                    "placeholder; set a real value"
+                )
         return self
 
     @model_validator(mode="after")

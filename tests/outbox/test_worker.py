@@ -2,7 +2,7 @@
 boundary: every request the service makes is recorded by the fake."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +12,7 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 from app.connections.models import Connection
+from app.core.db import Database
 from app.core.models import utcnow
 from app.outbox import service as outbox_service
 from app.outbox.models import OutboxAttempt, OutboxMessage
@@ -417,14 +418,16 @@ async def test_unreachable_trackstar_is_retried_with_growing_delays(
     for _ in range(3):
         await deliver_due(worker, now=now)
         waiting = await message(database, "shipment", created["id"])
-        delays.append((waiting.next_attempt_at - now).total_seconds())
+        recorded = await last_attempt_finished_at(database)
+        delays.append((waiting.next_attempt_at - recorded).total_seconds())
         now = waiting.next_attempt_at
     await deliver_due(worker, now=now)
 
-    # Base delay 1 s doubling per attempt, jittered within [½, 1] of it.
-    assert 0.5 <= delays[0] <= 1
-    assert 1 <= delays[1] <= 2
-    assert 2 <= delays[2] <= 4
+    # Base delay 1 s doubling per attempt, jittered within [½, 1] of it
+    # (measured from when the attempt was recorded, a few ms after the decision).
+    assert 0.45 <= delays[0] <= 1
+    assert 0.95 <= delays[1] <= 2
+    assert 1.95 <= delays[2] <= 4
     assert (await message(database, "shipment", created["id"])).status == "delivered"
     # A refused connection proves nothing was sent: no read-back was needed.
     assert [r.method for r in fake.requests] == ["POST"] * 4
@@ -468,6 +471,13 @@ async def test_worker_killed_between_sending_and_recording_sends_once(
             verified=False,
         )
     assert late is False
+
+
+async def last_attempt_finished_at(database: Database) -> datetime:
+    async with database.transaction() as session:
+        finished = await session.scalar(select(func.max(OutboxAttempt.finished_at)))
+    assert finished is not None
+    return finished
 
 
 class SlowTransport(httpx.AsyncBaseTransport):

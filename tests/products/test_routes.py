@@ -86,7 +86,10 @@ async def test_connection_id_filter_returns_only_that_connections_products(
 ):
     await put_products(database, product("prod_1"), connection_id=CONNECTION_ID)
     await put_products(
-        database, product("prod_1"), product("prod_2"), connection_id=OTHER_CONNECTION_ID
+        database,
+        product("prod_1"),
+        product("prod_2"),
+        connection_id=OTHER_CONNECTION_ID,
     )
 
     assert await list_keys(client, api_headers, connection_id=OTHER_CONNECTION_ID) == [

@@ -144,9 +144,7 @@ async def test_limit_one_walks_every_warehouse_exactly_once(
     client, database, api_headers
 ):
     await put_warehouses(database, warehouse("wh_b"), warehouse("wh_a"))
-    await put_warehouses(
-        database, warehouse("wh_a"), connection_id=OTHER_CONNECTION_ID
-    )
+    await put_warehouses(database, warehouse("wh_a"), connection_id=OTHER_CONNECTION_ID)
     await put_warehouses(database, warehouse("wh_0"))
     pages: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -200,9 +198,7 @@ async def test_limit_outside_1_to_500_is_422(client, api_headers, limit):
     )
 
     assert response.status_code == 422
-    assert [error["loc"] for error in response.json()["errors"]] == [
-        ["query", "limit"]
-    ]
+    assert [error["loc"] for error in response.json()["errors"]] == [["query", "limit"]]
 
 
 async def test_invalid_cursor_is_400(client, database, api_headers):
