@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import simplejson
 import pytest
 import pytest_asyncio
+import simplejson
 from sqlalchemy import func, select
 
 from app.connections.models import Connection
@@ -475,7 +475,8 @@ async def test_worker_killed_between_sending_and_recording_sends_once(
 
 async def last_attempt_finished_at(database: Database) -> datetime:
     async with database.transaction() as session:
-        finished = await session.scalar(select(func.max(OutboxAttempt.finished_at)))
+        statement = select(func.max(OutboxAttempt.finished_at))
+        finished: datetime | None = await session.scalar(statement)
     assert finished is not None
     return finished
 
