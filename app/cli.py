@@ -129,8 +129,10 @@ def register_commands() -> None:
     # Domain command groups import this module's helpers, so they are added here.
     from app.auth.cli import cli as api_keys_cli
     from app.connections.cli import cli as connections_cli
+    from app.sync.cli import sync
     from app.webhooks.cli import cli as webhooks_cli
 
+    cli.command("sync")(sync)
     cli.add_typer(api_keys_cli, name="api-keys")
     cli.add_typer(connections_cli, name="connections")
     cli.add_typer(webhooks_cli, name="webhooks")

@@ -8,6 +8,7 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
+from app.connections.routes import router as connections_router
 from app.core.db import Database, create_engine
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
@@ -88,5 +89,6 @@ def create_app(
     app.include_router(warehouses_router)
     app.include_router(shipments_router)
     app.include_router(inventory_router)
+    app.include_router(connections_router)
     app.include_router(webhook_events_router)
     return app

@@ -1,4 +1,5 @@
-"""Background work of one process: outbox delivery and housekeeping.
+"""Background work of one process: outbox delivery, reconciliation pulls and
+housekeeping.
 
 Run by `python -m app worker`, and inside `serve` unless `--no-worker`.
 Any number of these may run against one Postgres database.
@@ -19,6 +20,8 @@ from app.inventory.tasks import InventoryAdjustmentDelivery
 from app.outbox.worker import DeliveryHandler, OutboxWorker
 from app.shipments.service import KIND as SHIPMENT
 from app.shipments.tasks import ShipmentDelivery
+from app.sync.puller import Puller
+from app.sync.reconcile import run_reconciliation
 from app.trackstar.client import TrackstarClient
 from app.webhooks.service import purge_events
 
@@ -86,11 +89,13 @@ async def run_background(
         worker = build_outbox_worker(
             database=database, client=client, box=box, settings=settings
         )
+        puller = Puller(database=database, client=client, box=box, settings=settings)
         jobs.append(worker.run(stop))
+        jobs.append(run_reconciliation(database, puller, settings, stop))
     else:
         log.warning(
-            "outbox.not_started",
-            reason="TRACKSTAR_API_KEY is not set; shipments and inventory "
-            "adjustments are queued but not sent",
+            "worker.trackstar_not_configured",
+            reason="TRACKSTAR_API_KEY is not set: shipments and inventory "
+            "adjustments are queued but not sent, and nothing is pulled",
         )
     await asyncio.gather(*jobs)

@@ -17,6 +17,7 @@ import app.orders.models
 import app.outbox.models
 import app.products.models
 import app.shipments.models
+import app.sync.models
 import app.warehouses.models
 import app.webhooks.models  # noqa: F401
 from app.core.migrations import MIGRATION_LOCK_KEY

@@ -10,6 +10,8 @@ from app.connections.models import Connection
 from app.core.db import Database
 from app.core.errors import AppError
 from app.core.secrets import SecretBox, resolve_secrets
+from app.sync.resources import Resource
+from app.sync.service import request_pull
 
 cli = typer.Typer(
     help="Add, list and remove Trackstar connections.", no_args_is_help=True
@@ -50,9 +52,16 @@ def add(
                 access_token=access_token,
                 integration_name=integration_name,
             )
+            # Trackstar sends no webhooks for what a connection already has.
+            await request_pull(
+                session, connection_id=connection_id, resources=list(Resource)
+            )
 
     run_with_database(settings_or_exit(), work)
-    typer.echo(f"connection {connection_id} saved")
+    typer.echo(
+        f"connection {connection_id} saved; the worker will pull its warehouses, "
+        "products and recent orders"
+    )
 
 
 def _state(connection: Connection) -> str:

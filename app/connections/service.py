@@ -1,10 +1,10 @@
 """Connections and their access tokens: add, list, remove, read for a call."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections.models import Connection
@@ -12,6 +12,10 @@ from app.core.db import insert_for
 from app.core.errors import Conflict, NotFound
 from app.core.models import utcnow
 from app.core.secrets import SecretBox
+from app.orders.models import Order
+from app.products.models import Product
+from app.sync.models import SyncState
+from app.warehouses.models import Warehouse
 
 
 class ConnectionNotFound(NotFound):
@@ -121,3 +125,46 @@ async def reencrypt_tokens(session: AsyncSession, box: SecretBox) -> int:
             connection.access_token_encrypted
         )
     return len(connections)
+
+
+class ConnectionOverview(NamedTuple):
+    connection: Connection
+    counts: dict[str, int]
+    states: list[SyncState]
+
+
+async def overview(
+    session: AsyncSession, connection_id: str | None = None
+) -> list[ConnectionOverview]:
+    """Connections with their record counts and sync state per resource."""
+    statement = select(Connection).order_by(Connection.id)
+    if connection_id is not None:
+        statement = statement.where(Connection.id == connection_id)
+    connections = list((await session.scalars(statement)).all())
+    counts: dict[str, dict[str, int]] = {c.id: {} for c in connections}
+    for name, model in (
+        ("orders", Order),
+        ("products", Product),
+        ("warehouses", Warehouse),
+    ):
+        rows = await session.execute(
+            select(model.connection_id, func.count()).group_by(model.connection_id)
+        )
+        for owner, number in rows:
+            if owner in counts:
+                counts[owner][name] = number
+    states = (await session.scalars(select(SyncState))).all()
+    by_connection: dict[str, list[SyncState]] = {}
+    for state in states:
+        by_connection.setdefault(state.connection_id, []).append(state)
+    return [
+        ConnectionOverview(
+            connection=c,
+            counts={
+                name: counts[c.id].get(name, 0)
+                for name in ("orders", "products", "warehouses")
+            },
+            states=sorted(by_connection.get(c.id, []), key=lambda s: s.resource),
+        )
+        for c in connections
+    ]

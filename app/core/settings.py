@@ -1,5 +1,6 @@
 """The service's one settings class, read from the environment and `.env`."""
 
+import base64
 import binascii
 from datetime import timedelta
 from enum import StrEnum
@@ -114,6 +115,17 @@ class Settings(BaseSettings):
     outbox_retry_max_delay: timedelta = timedelta(minutes=5)
     outbox_max_age: timedelta = timedelta(hours=24)
 
+    # Reconciliation: pull what changed since the last pull, this often, with
+    # this much overlap (webhooks can be missed; overlapping pulls are harmless).
+    sync_interval: timedelta = timedelta(minutes=15)
+    sync_overlap: timedelta = timedelta(minutes=10)
+    # How far back a full pull of orders goes (a new connection's backfill).
+    sync_orders_backfill: timedelta = timedelta(days=30)
+    # Records per page; Trackstar's maximum (and default) is 1000.
+    sync_page_size: int = Field(default=1000, ge=1, le=1000)
+    sync_lease: timedelta = timedelta(minutes=5)
+    sync_retry_delay: timedelta = timedelta(minutes=1)
+
     webhook_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     webhook_tolerance: timedelta = timedelta(minutes=5)
     webhook_event_retention: timedelta = timedelta(days=30)
@@ -137,7 +149,11 @@ class Settings(BaseSettings):
     @classmethod
     def _check_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
         for position, secret in enumerate(value, start=1):
+            text = secret.get_secret_value().removeprefix("whsec_")
             try:
+                # Strictly: the verifier decodes leniently, dropping stray
+                # characters, and would then check with a different key.
+                base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
                 Webhook(secret.get_secret_value())
             except (EmptyWebhookSecretError, binascii.Error, ValueError):
                 # The value itself is never repeated: it is a secret.

@@ -1,9 +1,10 @@
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.core.schemas import FreeJSON
 from app.outbox.schemas import DeliveryRead
 from app.trackstar.schemas import INT32_MAX
 
@@ -49,7 +50,7 @@ class InventoryAdjustmentRead(DeliveryRead):
     adjustment_type: AdjustmentType
     quantity: int
     reason: str | None
-    fields: dict[str, Any] = Field(description="The adjustment as it was posted.")
+    fields: dict[str, FreeJSON] = Field(description="The adjustment as it was posted.")
     created_at: datetime
 
 

@@ -3,6 +3,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.core.schemas import FreeJSON
 from app.outbox.schemas import DeliveryRead
 
 # Empty strings are accepted and left out of what is sent, like nulls.
@@ -46,7 +47,7 @@ class ShipmentRead(DeliveryRead):
     order_id: str
     connection_id: str
     tracking_number: str
-    fields: dict[str, Any] = Field(description="The shipment as it was posted.")
+    fields: dict[str, FreeJSON] = Field(description="The shipment as it was posted.")
     trackstar_shipment_id: str | None
     created_at: datetime
 

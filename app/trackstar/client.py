@@ -155,6 +155,37 @@ class TrackstarClient:
         response = await self._send(credentials, CallKind.READ, request, max_wait)
         return _json_object(response)
 
+    async def get_truncated_event(
+        self, credentials: ConnectionCredentials, data_url: str
+    ) -> dict[str, Any]:
+        """The full body of an oversized webhook event.
+
+        `data_url` (on Trackstar's host, with the API key alone) answers with a
+        `download_url` valid for 20 minutes, which serves the event itself.
+        """
+        if httpx.URL(data_url).host != self._http.base_url.host:
+            raise TrackstarFinal("data_url is not on Trackstar's host; not fetched")
+        if self._api_key is None:
+            raise TrackstarFinal("TRACKSTAR_API_KEY is not set")
+        request = self._http.build_request(
+            "GET",
+            data_url,
+            headers={"x-trackstar-api-key": self._api_key.get_secret_value()},
+        )
+        pointer = _json_object(
+            await self._send(credentials, CallKind.READ, request, None)
+        )
+        download_url = pointer.get("download_url")
+        if not isinstance(download_url, str) or not download_url.startswith("https://"):
+            raise TrackstarFinal("data_url answered without an https download_url")
+        # A pre-signed link: it must not receive our credentials.
+        download = self._http.build_request(
+            "GET", download_url, headers={"accept": "application/json"}
+        )
+        return _json_object(
+            await self._send(credentials, CallKind.READ, download, None)
+        )
+
     def _auth(self, credentials: ConnectionCredentials) -> dict[str, str]:
         if self._api_key is None:
             raise TrackstarFinal("TRACKSTAR_API_KEY is not set")

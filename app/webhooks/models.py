@@ -1,7 +1,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.models import Base, BigIntPK, UTCDateTime, utcnow
@@ -15,6 +15,8 @@ class EventStatus(StrEnum):
     STALE = "stale"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
+    # Oversized: stored, the full record is being fetched through the API.
+    PENDING = "pending"
 
 
 class WebhookEvent(Base):
@@ -49,3 +51,6 @@ class WebhookEvent(Base):
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Completing a pending (truncated) event: tries so far and the next one.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

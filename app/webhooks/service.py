@@ -16,12 +16,19 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.connections.models import Connection
 from app.core.db import insert_for
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.sync.resources import ResourceSpec
+from app.sync.service import request_pull
 from app.trackstar.schemas import TrackstarRecord, TrackstarWebhookEnvelope
-from app.webhooks.handlers import HANDLERS, ResourceHandler
+from app.webhooks.handlers import (
+    HANDLERS,
+    HISTORICAL_RESOURCES,
+    HISTORICAL_SYNC_COMPLETED,
+)
 from app.webhooks.models import EventStatus, WebhookEvent
 from app.webhooks.verification import VerifiedDelivery
 
@@ -38,8 +45,10 @@ class ParsedDelivery:
 
     envelope: TrackstarWebhookEnvelope | None = None
     record: TrackstarRecord | None = None
-    handler: ResourceHandler | None = None
+    handler: ResourceSpec | None = None
     quarantine_reason: str | None = None
+    # Oversized event: `data` holds only the id; the record is fetched later.
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,11 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
     handler = HANDLERS.get(envelope.event_type)
     if handler is None:
         return ParsedDelivery(envelope=envelope)
+    if envelope.data_truncated:
+        if not envelope.data_url and not isinstance(envelope.data.get("id"), str):
+            reason = "truncated event carries neither data_url nor data.id"
+            return ParsedDelivery(envelope=envelope, quarantine_reason=reason)
+        return ParsedDelivery(envelope=envelope, handler=handler, truncated=True)
     try:
         record = handler.model.model_validate(envelope.data)
     except ValidationError as error:
@@ -123,12 +137,7 @@ async def record_delivery(
     """Store a verified delivery and apply it; a repeated message id does nothing."""
     parsed = parse_delivery(body)
     envelope = parsed.envelope
-    if parsed.quarantine_reason is not None:
-        status, reason = EventStatus.QUARANTINED, parsed.quarantine_reason
-    elif parsed.handler is None:
-        status, reason = EventStatus.IGNORED, "event type is not handled"
-    else:
-        status, reason = EventStatus.PROCESSED, None
+    status, reason = _initial_status(parsed)
     record_id = _record_id(parsed)
     values: dict[str, Any] = {
         "message_id": delivery.message_id,
@@ -142,6 +151,8 @@ async def record_delivery(
         "body": body,
         "signed_at": delivery.signed_at,
         "received_at": utcnow(),
+        "attempts": 0,
+        "next_attempt_at": utcnow() if status is EventStatus.PENDING else None,
     }
     statement = (
         insert_for(session, WebhookEvent)
@@ -153,18 +164,14 @@ async def record_delivery(
     if event_id is None:
         return await _record_duplicate(session, values)
 
-    if parsed.handler is not None and parsed.record is not None and envelope:
-        raw = envelope.data
-        result = await parsed.handler.store(
-            session, envelope.connection_id, [(parsed.record, raw)]
+    outcome = await _apply(session, parsed)
+    if outcome is not None:
+        status, reason = outcome
+        await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(status=status, reason=reason)
         )
-        if not result.applied:
-            status, reason = EventStatus.STALE, "a newer version is stored"
-            await session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id == event_id)
-                .values(status=status, reason=reason)
-            )
     return ReceivedEvent(
         event_id=event_id,
         status=status,
@@ -173,6 +180,52 @@ async def record_delivery(
         record_id=record_id,
         reason=reason,
     )
+
+
+def _initial_status(parsed: ParsedDelivery) -> tuple[EventStatus, str | None]:
+    if parsed.quarantine_reason is not None:
+        return EventStatus.QUARANTINED, parsed.quarantine_reason
+    if parsed.truncated:
+        return EventStatus.PENDING, "data truncated; fetching the full record"
+    if parsed.handler is not None:
+        return EventStatus.PROCESSED, None
+    if parsed.envelope and parsed.envelope.event_type == HISTORICAL_SYNC_COMPLETED:
+        return EventStatus.PROCESSED, None
+    return EventStatus.IGNORED, "event type is not handled"
+
+
+async def _apply(
+    session: AsyncSession, parsed: ParsedDelivery
+) -> tuple[EventStatus, str] | None:
+    """Apply the event; a changed status and reason, or None if it stands."""
+    envelope = parsed.envelope
+    if envelope is None:
+        return None
+    if parsed.handler is not None and parsed.record is not None:
+        result = await parsed.handler.store(
+            session, envelope.connection_id, [(parsed.record, envelope.data)]
+        )
+        if not result.applied:
+            return EventStatus.STALE, "a newer version is stored"
+        return None
+    if envelope.event_type == HISTORICAL_SYNC_COMPLETED:
+        return await _request_seed_pull(session, envelope)
+    return None
+
+
+async def _request_seed_pull(
+    session: AsyncSession, envelope: TrackstarWebhookEnvelope
+) -> tuple[EventStatus, str]:
+    """Initial syncs send no record events: pull the resource once instead."""
+    resource = HISTORICAL_RESOURCES.get(str(envelope.data.get("resource", "")).lower())
+    if resource is None:
+        return EventStatus.IGNORED, "historical sync of a resource not stored here"
+    if await session.get(Connection, envelope.connection_id) is None:
+        return EventStatus.IGNORED, "connection has no access token here"
+    await request_pull(
+        session, connection_id=envelope.connection_id, resources=[resource]
+    )
+    return EventStatus.PROCESSED, f"full pull of {resource.value} requested"
 
 
 def _record_id(parsed: ParsedDelivery) -> str | None:
