@@ -36,7 +36,7 @@ def _since(value: str | None) -> datetime | None:
     try:
         return parse_timestamp(value)
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        raise typer.BadParameter(str(error), param_hint="--since") from None
 
 
 class _Reporter:

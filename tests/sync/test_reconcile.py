@@ -58,7 +58,9 @@ def an_order(order_id: str = "ord_big", **overrides: Any) -> dict[str, Any]:
     )
 
 
-async def post_event(client, event_type: str, data: dict[str, Any], **extra) -> dict:
+async def post_event(
+    client, event_type: str, data: dict[str, Any], **extra
+) -> dict[str, Any]:
     envelope = builders.envelope(event_type, data) | extra
     envelope["connection_id"] = CONNECTION_ID
     body = builders.to_json(envelope)
