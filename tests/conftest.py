@@ -161,5 +161,9 @@ def database(app: FastAPI) -> Database:
 @pytest_asyncio.fixture
 async def api_headers(database: Database) -> dict[str, str]:
     async with database.transaction() as session:
-        issued = await auth_service.create_api_key(session, name="test-wms")
+        # Admin and unscoped, so that tests reach every endpoint; scoped keys
+        # are tested in tests/auth.
+        issued = await auth_service.create_api_key(
+            session, name="test-wms", is_admin=True
+        )
     return {"Authorization": f"Bearer {issued.key}"}

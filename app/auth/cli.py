@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from app.auth import service
+from app.auth.models import ApiKey
 from app.cli import run_with_database, settings_or_exit
 from app.core.db import Database
 from app.core.errors import AppError
@@ -13,12 +14,30 @@ cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True
 
 
 @cli.command()
-def create(name: Annotated[str, typer.Argument(help="Who the key is for.")]) -> None:
+def create(
+    name: Annotated[str, typer.Argument(help="Who the key is for.")],
+    connection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--connection",
+            help="Limit the key to this connection (repeatable); default: all.",
+        ),
+    ] = None,
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="Allow connection management, retries and webhook events.",
+        ),
+    ] = False,
+) -> None:
     """Create a key and print it once; only its hash is stored."""
 
     async def work(database: Database) -> str:
         async with database.transaction() as session:
-            issued = await service.create_api_key(session, name=name)
+            issued = await service.create_api_key(
+                session, name=name, connection_ids=connection, is_admin=admin
+            )
         return issued.key
 
     try:
@@ -34,6 +53,22 @@ def create(name: Annotated[str, typer.Argument(help="Who the key is for.")]) -> 
     )
 
 
+def _describe(key: ApiKey) -> str:
+    scope = ",".join(key.connection_ids) if key.connection_ids else "all connections"
+    used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+    return "\t".join(
+        [
+            key.name,
+            f"tsf_{key.prefix}_…",
+            "admin" if key.is_admin else "read/write",
+            scope,
+            f"created {key.created_at:%Y-%m-%d %H:%M}",
+            f"last used {used}",
+            "revoked" if key.revoked_at else "active",
+        ]
+    )
+
+
 @cli.command("list")
 def list_keys() -> None:
     """List keys with when they were last used; never the keys themselves."""
@@ -41,12 +76,7 @@ def list_keys() -> None:
     async def work(database: Database) -> list[str]:
         async with database.transaction() as session:
             keys = await service.list_api_keys(session)
-        return [
-            f"{key.name}\ttsf_{key.prefix}_…\tcreated {key.created_at:%Y-%m-%d %H:%M}"
-            f"\tlast used {key.last_used_at or 'never'}"
-            f"\t{'revoked' if key.revoked_at else 'active'}"
-            for key in keys
-        ]
+        return [_describe(key) for key in keys]
 
     for line in run_with_database(settings_or_exit(), work):
         typer.echo(line)

@@ -1,3 +1,11 @@
+"""Who is calling: the API key in `Authorization: Bearer <key>`.
+
+401 without a key or with an unknown or revoked one; 403 for a valid key
+without the right (an admin-only call). Merchant data outside a key's
+connections answers 404, as if it did not exist: services narrow every query
+to `caller.scope`.
+"""
+
 from typing import Annotated
 
 from fastapi import Depends
@@ -24,6 +32,13 @@ async def _authenticated_key(
     return await service.authenticate(session, credentials.credentials)
 
 
+async def _admin_key(key: Annotated[ApiKey, Depends(_authenticated_key)]) -> ApiKey:
+    if not key.is_admin:
+        raise service.AdminKeyRequired("This call needs an admin API key.")
+    return key
+
+
 require_api_key = Depends(_authenticated_key)
+require_admin = Depends(_admin_key)
 
 CurrentApiKey = Annotated[ApiKey, Depends(_authenticated_key)]

@@ -1,9 +1,9 @@
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, BigIntPK, UTCDateTime, utcnow
+from app.core.models import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class ApiKey(Base):
@@ -19,6 +19,10 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
+    # Connection management, retries and webhook events need an admin key.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The connections the key may see; None means all of them.
+    connection_ids: Mapped[list[str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -26,3 +30,7 @@ class ApiKey(Base):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def scope(self) -> frozenset[str] | None:
+        return None if self.connection_ids is None else frozenset(self.connection_ids)

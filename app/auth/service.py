@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ApiKey
-from app.core.errors import Conflict, NotFound, Unauthorized
+from app.core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from app.core.models import utcnow
 
 KEY_SCHEME = "tsf"
@@ -38,6 +38,10 @@ class InvalidApiKey(Unauthorized):
     pass
 
 
+class AdminKeyRequired(Forbidden):
+    pass
+
+
 @dataclass(frozen=True)
 class IssuedApiKey:
     record: ApiKey
@@ -56,11 +60,26 @@ def _split(key: str) -> str | None:
     return prefix
 
 
-async def create_api_key(session: AsyncSession, *, name: str) -> IssuedApiKey:
-    """Create a key; the plain key is returned once and never stored."""
+async def create_api_key(
+    session: AsyncSession,
+    *,
+    name: str,
+    connection_ids: list[str] | None = None,
+    is_admin: bool = False,
+) -> IssuedApiKey:
+    """Create a key; the plain key is returned once and never stored.
+
+    `connection_ids` limits it to those connections (None: all of them).
+    """
     prefix = secrets.token_hex(PREFIX_BYTES)
     key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
-    record = ApiKey(name=name, prefix=prefix, key_hash=_hash(key))
+    record = ApiKey(
+        name=name,
+        prefix=prefix,
+        key_hash=_hash(key),
+        is_admin=is_admin,
+        connection_ids=sorted(set(connection_ids)) if connection_ids else None,
+    )
     session.add(record)
     try:
         async with session.begin_nested():

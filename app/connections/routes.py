@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from app.auth.dependencies import require_api_key
+from app.auth.dependencies import require_admin
 from app.connections import service
 from app.connections.schemas import (
     ConnectionList,
@@ -17,9 +17,7 @@ from app.sync.resources import Resource
 from app.sync.service import request_pull
 from app.trackstar.schemas import MAX_ID_LENGTH
 
-router = APIRouter(
-    prefix="/api/v1", tags=["connections"], dependencies=[require_api_key]
-)
+router = APIRouter(prefix="/api/v1", tags=["connections"], dependencies=[require_admin])
 
 
 def _read(item: service.ConnectionOverview) -> ConnectionRead:
@@ -53,7 +51,7 @@ def _read(item: service.ConnectionOverview) -> ConnectionRead:
 @router.get("/connections")
 async def list_connections(session: DbSession) -> ConnectionList:
     """Connections with record counts, and per resource the last pull,
-    watermark and last error."""
+    watermark and last error (admin keys only)."""
     return ConnectionList(
         data=[_read(item) for item in await service.overview(session)]
     )
@@ -69,7 +67,7 @@ async def request_sync(
     connection_id: Annotated[str, Path(max_length=MAX_ID_LENGTH)],
     request: SyncRequest | None = None,
 ) -> ConnectionRead:
-    """Ask the worker to pull from Trackstar now (all resources by default)."""
+    """Ask the worker to pull from Trackstar now; all resources by default (admin)."""
     request = request or SyncRequest()
     found = await service.overview(session, connection_id)
     if not found:

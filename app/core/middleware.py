@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, one log line per request, response headers.
+"""Pure ASGI middleware: request ids, one log line per request, security headers.
 
 It never touches the request body, so the webhook route reads the exact bytes
 the sender signed.
@@ -15,6 +15,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger("app.http")
 
 REQUEST_ID_HEADER = "x-request-id"
+# Every answer is JSON for programs, never a page to frame or sniff.
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "cache-control": "no-store",
+}
+# The interactive API docs load their scripts and styles from a CDN.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Probes are polled every few seconds; logging each would drown the rest.
 _QUIET_PATHS = frozenset({"/healthz", "/readyz"})
@@ -39,6 +56,10 @@ class RequestContextMiddleware:
                 status_code = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if scope["path"] in DOCS_PATHS:
+                    headers["content-security-policy"] = DOCS_CSP
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat | None = None
 
+    # Browser origins allowed to call the API, comma-separated. Empty (the
+    # default): no CORS headers, so browsers keep other sites out.
+    cors_allow_origins: Annotated[list[str], NoDecode] = []
+
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
@@ -160,6 +164,24 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"entry {position} is not a whsec_<base64> signing secret"
                 ) from None
+        return value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not origin.startswith(("https://", "http://")):
+                raise ValueError(
+                    f"{origin!r} is not an origin such as https://wms.example.com "
+                    "(a wildcard is not allowed)"
+                )
         return value
 
     @field_validator("secret_key")

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.auth.dependencies import CurrentApiKey, require_api_key
+from app.auth.dependencies import CurrentApiKey, require_admin, require_api_key
 from app.core.db import DbSession
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.inventory import service
@@ -68,6 +68,7 @@ async def create_inventory_adjustment(
         request=request,
         api_key_id=caller.id,
         idempotency_key=idempotency_key,
+        scope=caller.scope,
     )
     return _read(adjustment, message)
 
@@ -75,6 +76,7 @@ async def create_inventory_adjustment(
 @router.get("/inventory-adjustments")
 async def list_inventory_adjustments(
     session: DbSession,
+    caller: CurrentApiKey,
     status: MessageStatus | None = None,
     product_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
@@ -82,7 +84,12 @@ async def list_inventory_adjustments(
 ) -> InventoryAdjustmentPage:
     """List reported adjustments, newest first, with their delivery state."""
     rows, next_cursor = await service.list_adjustments(
-        session, status=status, product_id=product_id, limit=limit, cursor=cursor
+        session,
+        status=status,
+        product_id=product_id,
+        limit=limit,
+        cursor=cursor,
+        scope=caller.scope,
     )
     data = [_read(*row) for row in rows]
     return InventoryAdjustmentPage(data=data, next_cursor=next_cursor)
@@ -93,10 +100,11 @@ async def list_inventory_adjustments(
     responses={404: {"description": "Not found"}},
 )
 async def get_inventory_adjustment(
-    session: DbSession, adjustment_id: AdjustmentId
+    session: DbSession, caller: CurrentApiKey, adjustment_id: AdjustmentId
 ) -> InventoryAdjustmentRead:
     """Get one adjustment with its delivery state and Trackstar's last answer."""
-    return _read(*await service.get_adjustment(session, adjustment_id))
+    found = await service.get_adjustment(session, adjustment_id, scope=caller.scope)
+    return _read(*found)
 
 
 @router.post(
@@ -106,9 +114,11 @@ async def get_inventory_adjustment(
         404: {"description": "Not found"},
         409: {"description": "Not failed, or a later adjustment was already sent"},
     },
+    dependencies=[require_admin],
 )
 async def retry_inventory_adjustment(
-    session: DbSession, adjustment_id: AdjustmentId
+    session: DbSession, caller: CurrentApiKey, adjustment_id: AdjustmentId
 ) -> InventoryAdjustmentRead:
-    """Put a failed adjustment back in the delivery queue."""
-    return _read(*await service.retry_adjustment(session, adjustment_id))
+    """Put a failed adjustment back in the delivery queue (admin keys only)."""
+    retried = await service.retry_adjustment(session, adjustment_id, scope=caller.scope)
+    return _read(*retried)

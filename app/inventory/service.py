@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.connections.service import require_configured
 from app.core.errors import NotFound, Unprocessable
 from app.core.idempotency import check_replay, fingerprint
+from app.core.scope import ConnectionScope, allows, restrict
 from app.inventory.models import InventoryAdjustment
 from app.inventory.schemas import AdjustmentType, InventoryAdjustmentCreate
 from app.outbox import service as outbox
@@ -39,6 +40,7 @@ async def create_adjustment(
     request: InventoryAdjustmentCreate,
     api_key_id: int | None,
     idempotency_key: str | None,
+    scope: ConnectionScope = None,
 ) -> tuple[InventoryAdjustment, OutboxMessage]:
     """Store the adjustment and its outbox message in the caller's transaction."""
     fields = request.model_dump(mode="json", exclude_none=True)
@@ -56,7 +58,7 @@ async def create_adjustment(
 
     # Locking the product makes its adjustments commit, and so queue, in order.
     product = await session.scalar(
-        select(Product)
+        restrict(select(Product), Product.connection_id, scope)
         .where(Product.id == product_id)
         .order_by(Product.connection_id)
         .limit(1)
@@ -128,10 +130,10 @@ async def _replay(
 
 
 async def get_adjustment(
-    session: AsyncSession, adjustment_id: int
+    session: AsyncSession, adjustment_id: int, *, scope: ConnectionScope = None
 ) -> tuple[InventoryAdjustment, OutboxMessage]:
     adjustment = await session.get(InventoryAdjustment, adjustment_id)
-    if adjustment is None:
+    if adjustment is None or not allows(scope, adjustment.connection_id):
         raise InventoryAdjustmentNotFound(
             f"No inventory adjustment with id {adjustment_id}."
         )
@@ -146,10 +148,13 @@ async def list_adjustments(
     product_id: str | None,
     limit: int,
     cursor: str | None,
+    scope: ConnectionScope = None,
 ) -> tuple[list[tuple[InventoryAdjustment, OutboxMessage]], str | None]:
     conditions = (
         [] if product_id is None else [InventoryAdjustment.product_id == product_id]
     )
+    if scope is not None:
+        conditions.append(InventoryAdjustment.connection_id.in_(sorted(scope)))
     return await outbox.page_with_messages(
         session,
         InventoryAdjustment,
@@ -162,8 +167,8 @@ async def list_adjustments(
 
 
 async def retry_adjustment(
-    session: AsyncSession, adjustment_id: int
+    session: AsyncSession, adjustment_id: int, *, scope: ConnectionScope = None
 ) -> tuple[InventoryAdjustment, OutboxMessage]:
-    adjustment, message = await get_adjustment(session, adjustment_id)
+    adjustment, message = await get_adjustment(session, adjustment_id, scope=scope)
     await outbox.retry_failed(session, message)
     return adjustment, message

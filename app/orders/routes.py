@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.auth.dependencies import require_api_key
+from app.auth.dependencies import CurrentApiKey, require_api_key
 from app.core.db import DbSession
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.core.timestamps import UTCTimestamp
@@ -20,6 +20,7 @@ OrderId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 @router.get("/orders")
 async def list_orders(
     session: DbSession,
+    caller: CurrentApiKey,
     status: TrackstarOrderStatus | None = None,
     connection_id: Annotated[
         str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
@@ -41,6 +42,7 @@ async def list_orders(
 ) -> OrderPage:
     """List orders, oldest change first, with cursor pagination."""
     filters = service.OrderFilters(
+        scope=caller.scope,
         status=status,
         connection_id=connection_id,
         updated_since=updated_since,
@@ -54,7 +56,9 @@ async def list_orders(
 
 
 @router.get("/orders/{order_id}", responses={404: {"description": "No such order"}})
-async def get_order(session: DbSession, order_id: OrderId) -> OrderRead:
+async def get_order(
+    session: DbSession, caller: CurrentApiKey, order_id: OrderId
+) -> OrderRead:
     """Get one order with its lines, shipping groups and shipments."""
-    order = await service.get_order(session, order_id)
+    order = await service.get_order(session, order_id, scope=caller.scope)
     return OrderRead.model_validate(order)

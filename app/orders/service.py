@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.core.pagination import fetch_change_page
+from app.core.scope import ConnectionScope, restrict
 from app.core.upsert import StoreResult, upsert_versioned
 from app.orders.models import Order, OrderLine
 from app.trackstar.schemas import TrackstarOrder, TrackstarOrderStatus
@@ -23,6 +24,7 @@ class OrderNotFound(NotFound):
 
 @dataclass(frozen=True)
 class OrderFilters:
+    scope: ConnectionScope = None
     status: TrackstarOrderStatus | None = None
     connection_id: str | None = None
     updated_since: datetime | None = None
@@ -128,7 +130,7 @@ async def _replace_lines(
 
 
 def _filtered(filters: OrderFilters) -> Select[Order]:
-    statement = select(Order)
+    statement = restrict(select(Order), Order.connection_id, filters.scope)
     if filters.status is not None:
         statement = statement.where(Order.status == filters.status.value)
     if filters.connection_id is not None:
@@ -159,9 +161,11 @@ async def list_orders(
     )
 
 
-async def get_order(session: AsyncSession, order_id: str) -> Order:
+async def get_order(
+    session: AsyncSession, order_id: str, *, scope: ConnectionScope = None
+) -> Order:
     statement = (
-        select(Order)
+        restrict(select(Order), Order.connection_id, scope)
         .where(Order.id == order_id)
         .options(selectinload(Order.lines))
         .order_by(Order.connection_id)

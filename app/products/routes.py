@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.auth.dependencies import require_api_key
+from app.auth.dependencies import CurrentApiKey, require_api_key
 from app.core.db import DbSession
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.products import service
@@ -19,6 +19,7 @@ ProductId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 @router.get("/products")
 async def list_products(
     session: DbSession,
+    caller: CurrentApiKey,
     sku: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)] = None,
     connection_id: Annotated[
         str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
@@ -31,7 +32,10 @@ async def list_products(
 ) -> ProductPage:
     """List products and variants, oldest change first, with cursor pagination."""
     filters = service.ProductFilters(
-        sku=sku, connection_id=connection_id, variants_only=variants_only
+        scope=caller.scope,
+        sku=sku,
+        connection_id=connection_id,
+        variants_only=variants_only,
     )
     products, next_cursor = await service.list_products(
         session, filters=filters, limit=limit, cursor=cursor
@@ -43,7 +47,9 @@ async def list_products(
 @router.get(
     "/products/{product_id}", responses={404: {"description": "No such product"}}
 )
-async def get_product(session: DbSession, product_id: ProductId) -> ProductRead:
+async def get_product(
+    session: DbSession, caller: CurrentApiKey, product_id: ProductId
+) -> ProductRead:
     """Get one product or variant with its inventory per warehouse."""
-    product = await service.get_product(session, product_id)
+    product = await service.get_product(session, product_id, scope=caller.scope)
     return ProductRead.model_validate(product)

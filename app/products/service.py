@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.core.pagination import fetch_change_page
+from app.core.scope import ConnectionScope, restrict
 from app.core.upsert import StoreResult, upsert_versioned
 from app.products.models import Product
 from app.trackstar.schemas import TrackstarProduct
@@ -22,6 +23,7 @@ class ProductNotFound(NotFound):
 
 @dataclass(frozen=True)
 class ProductFilters:
+    scope: ConnectionScope = None
     sku: str | None = None
     connection_id: str | None = None
     variants_only: bool = False
@@ -89,7 +91,7 @@ async def list_products(
     limit: int,
     cursor: str | None = None,
 ) -> tuple[list[Product], str | None]:
-    statement = select(Product)
+    statement = restrict(select(Product), Product.connection_id, filters.scope)
     if filters.sku is not None:
         statement = statement.where(Product.sku == filters.sku)
     if filters.connection_id is not None:
@@ -101,9 +103,11 @@ async def list_products(
     )
 
 
-async def get_product(session: AsyncSession, product_id: str) -> Product:
+async def get_product(
+    session: AsyncSession, product_id: str, *, scope: ConnectionScope = None
+) -> Product:
     statement = (
-        select(Product)
+        restrict(select(Product), Product.connection_id, scope)
         .where(Product.id == product_id)
         .order_by(Product.connection_id)
         .limit(1)

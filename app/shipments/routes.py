@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query
 
-from app.auth.dependencies import CurrentApiKey, require_api_key
+from app.auth.dependencies import CurrentApiKey, require_admin, require_api_key
 from app.core.db import DbSession
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.outbox.models import MessageStatus, OutboxMessage
@@ -64,6 +64,7 @@ async def create_shipment(
         request=request,
         api_key_id=caller.id,
         idempotency_key=idempotency_key,
+        scope=caller.scope,
     )
     return _read(shipment, message)
 
@@ -71,6 +72,7 @@ async def create_shipment(
 @router.get("/shipments")
 async def list_shipments(
     session: DbSession,
+    caller: CurrentApiKey,
     status: MessageStatus | None = None,
     order_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
@@ -78,15 +80,22 @@ async def list_shipments(
 ) -> ShipmentPage:
     """List reported shipments, newest first, with their delivery state."""
     rows, next_cursor = await service.list_shipments(
-        session, status=status, order_id=order_id, limit=limit, cursor=cursor
+        session,
+        status=status,
+        order_id=order_id,
+        limit=limit,
+        cursor=cursor,
+        scope=caller.scope,
     )
     return ShipmentPage(data=[_read(*row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get("/shipments/{shipment_id}", responses={404: {"description": "Not found"}})
-async def get_shipment(session: DbSession, shipment_id: ShipmentId) -> ShipmentRead:
+async def get_shipment(
+    session: DbSession, caller: CurrentApiKey, shipment_id: ShipmentId
+) -> ShipmentRead:
     """Get one shipment with its delivery state and Trackstar's last answer."""
-    return _read(*await service.get_shipment(session, shipment_id))
+    return _read(*await service.get_shipment(session, shipment_id, scope=caller.scope))
 
 
 @router.post(
@@ -96,7 +105,11 @@ async def get_shipment(session: DbSession, shipment_id: ShipmentId) -> ShipmentR
         404: {"description": "Not found"},
         409: {"description": "Not failed, or a later shipment was already sent"},
     },
+    dependencies=[require_admin],
 )
-async def retry_shipment(session: DbSession, shipment_id: ShipmentId) -> ShipmentRead:
-    """Put a failed shipment back in the delivery queue."""
-    return _read(*await service.retry_shipment(session, shipment_id))
+async def retry_shipment(
+    session: DbSession, caller: CurrentApiKey, shipment_id: ShipmentId
+) -> ShipmentRead:
+    """Put a failed shipment back in the delivery queue (admin keys only)."""
+    retried = await service.retry_shipment(session, shipment_id, scope=caller.scope)
+    return _read(*retried)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.connections.service import require_configured
 from app.core.errors import Conflict, NotFound
 from app.core.idempotency import check_replay, fingerprint
+from app.core.scope import ConnectionScope, allows, restrict
 from app.orders.models import Order
 from app.orders.service import OrderNotFound
 from app.outbox import service as outbox
@@ -36,6 +37,7 @@ async def create_shipment(
     request: ShipmentCreate,
     api_key_id: int | None,
     idempotency_key: str | None,
+    scope: ConnectionScope = None,
 ) -> tuple[Shipment, OutboxMessage]:
     """Store the shipment and its outbox message in the caller's transaction."""
     fields = request.model_dump(mode="json", exclude_none=True)
@@ -49,7 +51,7 @@ async def create_shipment(
 
     # Locking the order makes shipments for it commit, and so queue, in order.
     order = await session.scalar(
-        select(Order)
+        restrict(select(Order), Order.connection_id, scope)
         .where(Order.id == order_id)
         .order_by(Order.connection_id)
         .limit(1)
@@ -117,10 +119,10 @@ async def _replay(
 
 
 async def get_shipment(
-    session: AsyncSession, shipment_id: int
+    session: AsyncSession, shipment_id: int, *, scope: ConnectionScope = None
 ) -> tuple[Shipment, OutboxMessage]:
     shipment = await session.get(Shipment, shipment_id)
-    if shipment is None:
+    if shipment is None or not allows(scope, shipment.connection_id):
         raise ShipmentNotFound(f"No shipment with id {shipment_id}.")
     return shipment, await outbox.message_for(
         session, kind=KIND, subject_id=shipment.id
@@ -134,8 +136,11 @@ async def list_shipments(
     order_id: str | None,
     limit: int,
     cursor: str | None,
+    scope: ConnectionScope = None,
 ) -> tuple[list[tuple[Shipment, OutboxMessage]], str | None]:
     conditions = [] if order_id is None else [Shipment.order_id == order_id]
+    if scope is not None:
+        conditions.append(Shipment.connection_id.in_(sorted(scope)))
     return await outbox.page_with_messages(
         session,
         Shipment,
@@ -148,8 +153,8 @@ async def list_shipments(
 
 
 async def retry_shipment(
-    session: AsyncSession, shipment_id: int
+    session: AsyncSession, shipment_id: int, *, scope: ConnectionScope = None
 ) -> tuple[Shipment, OutboxMessage]:
-    shipment, message = await get_shipment(session, shipment_id)
+    shipment, message = await get_shipment(session, shipment_id, scope=scope)
     await outbox.retry_failed(session, message)
     return shipment, message

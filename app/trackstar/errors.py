@@ -13,6 +13,7 @@
 timeout, a dropped connection, a 5xx): the write may or may not have happened.
 """
 
+import math
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
@@ -22,6 +23,9 @@ from app.core.models import utcnow
 
 # Kept with a failed message; Trackstar's error bodies are small.
 MAX_ERROR_BODY_CHARS = 4000
+# No rate limit lasts longer; a longer wait is a bogus header. Unbounded, it
+# would pause the token for good and overflow the retry time (timedelta).
+MAX_RETRY_AFTER_S = 24 * 3600.0
 
 
 class TrackstarError(Exception):
@@ -85,7 +89,8 @@ def _number(value: str | None) -> float | None:
         number = float(value)
     except ValueError:
         return None
-    return number if number >= 0 else None
+    # `inf` and `nan` are not a number of seconds.
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
@@ -93,7 +98,7 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 
     `retry-after` (seconds or an HTTP date) and `x-rate-limit-retry-after`: the
     larger if both are present; failing both, the time until
-    `x-ratelimit-reset` / `x-rate-limit-reset` (epoch seconds).
+    `x-ratelimit-reset` / `x-rate-limit-reset` (epoch seconds). At most a day.
     """
     waits = [
         _number(headers.get("retry-after")),
@@ -107,12 +112,12 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
             pass
     known = [wait for wait in waits if wait is not None]
     if known:
-        return max(known)
+        return min(max(known), MAX_RETRY_AFTER_S)
     reset = _number(
         headers.get("x-ratelimit-reset") or headers.get("x-rate-limit-reset")
     )
     if reset is not None:
-        return max(0.0, reset - utcnow().timestamp())
+        return min(max(0.0, reset - utcnow().timestamp()), MAX_RETRY_AFTER_S)
     return None
 
 

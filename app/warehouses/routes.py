@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.auth.dependencies import require_api_key
+from app.auth.dependencies import CurrentApiKey, require_api_key
 from app.core.db import DbSession
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.trackstar.schemas import MAX_ID_LENGTH
@@ -20,6 +20,7 @@ NO_NUL = r"^[^\x00]*$"
 @router.get("/warehouses")
 async def list_warehouses(
     session: DbSession,
+    caller: CurrentApiKey,
     connection_id: Annotated[
         str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
     ] = None,
@@ -28,7 +29,11 @@ async def list_warehouses(
 ) -> WarehousePage:
     """List the carts' stock locations; their ids key product inventory."""
     warehouses, next_cursor = await service.list_warehouses(
-        session, connection_id=connection_id, limit=limit, cursor=cursor
+        session,
+        connection_id=connection_id,
+        limit=limit,
+        cursor=cursor,
+        scope=caller.scope,
     )
     data = [WarehouseRead.model_validate(item) for item in warehouses]
     return WarehousePage(data=data, next_cursor=next_cursor)

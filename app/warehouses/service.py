@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import utcnow
 from app.core.pagination import fetch_change_page
+from app.core.scope import ConnectionScope, restrict
 from app.core.upsert import StoreResult, upsert_versioned
 from app.trackstar.schemas import TrackstarWarehouse
 from app.warehouses.models import Warehouse
@@ -61,8 +62,9 @@ async def list_warehouses(
     connection_id: str | None,
     limit: int,
     cursor: str | None = None,
+    scope: ConnectionScope = None,
 ) -> tuple[list[Warehouse], str | None]:
-    statement = select(Warehouse)
+    statement = restrict(select(Warehouse), Warehouse.connection_id, scope)
     if connection_id is not None:
         statement = statement.where(Warehouse.connection_id == connection_id)
     return await fetch_change_page(

@@ -4,7 +4,7 @@ from typing import Annotated, ClassVar
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from app.auth.dependencies import require_api_key
+from app.auth.dependencies import require_admin
 from app.core.db import Database, DbSession, is_database_unavailable
 from app.core.errors import PayloadTooLarge, Unauthorized
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 receiver = APIRouter(tags=["webhooks"])
 router = APIRouter(
-    prefix="/api/v1", tags=["webhook events"], dependencies=[require_api_key]
+    prefix="/api/v1", tags=["webhook events"], dependencies=[require_admin]
 )
 
 
@@ -124,7 +124,7 @@ async def list_webhook_events(
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> WebhookEventPage:
-    """List received webhook events, newest first, without their payloads."""
+    """List received webhook events, newest first, without payloads (admin)."""
     events, next_cursor = await service.list_events(
         session, status=status, limit=limit, cursor=cursor
     )
@@ -139,6 +139,6 @@ async def list_webhook_events(
 async def get_webhook_event(
     session: DbSession, event_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
 ) -> WebhookEventDetail:
-    """Get one webhook event with its body exactly as delivered."""
+    """Get one webhook event with its body exactly as delivered (admin)."""
     event = await service.get_event(session, event_id)
     return WebhookEventDetail.model_validate(event)
