@@ -59,11 +59,16 @@ async def _admin(statement: str) -> None:
         await connection.close()
 
 
-def create_postgres_database() -> str:
-    """A new empty database on the test server; its URL."""
-    name = f"tsf_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+def server_database_url(name: str) -> str:
+    """The URL of database `name` on the test server."""
     return _with_database(_server_url(), name)
+
+
+def create_postgres_database(name: str | None = None) -> str:
+    """A new empty database on the test server; its URL."""
+    name = name or f"tsf_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    return server_database_url(name)
 
 
 def drop_postgres_database(url: str) -> None:

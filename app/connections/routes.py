@@ -12,12 +12,19 @@ from app.connections.schemas import (
     SyncRequest,
 )
 from app.core.db import DbSession
+from app.core.errors import API_ERRORS, ErrorBody
 from app.core.models import utcnow
+from app.core.params import STRICT_QUERY
 from app.sync.resources import Resource
 from app.sync.service import request_pull
 from app.trackstar.schemas import MAX_ID_LENGTH
 
-router = APIRouter(prefix="/api/v1", tags=["connections"], dependencies=[require_admin])
+router = APIRouter(
+    prefix="/api/v1",
+    responses=API_ERRORS,
+    tags=["connections"],
+    dependencies=[require_admin, STRICT_QUERY],
+)
 
 
 def _read(item: service.ConnectionOverview) -> ConnectionRead:
@@ -60,7 +67,7 @@ async def list_connections(session: DbSession) -> ConnectionList:
 @router.post(
     "/connections/{connection_id}/sync",
     status_code=202,
-    responses={404: {"description": "No such connection"}},
+    responses={404: {"model": ErrorBody, "description": "No such connection"}},
 )
 async def request_sync(
     session: DbSession,

@@ -7,6 +7,7 @@ places that commit or roll back: services add, flush and execute, never commit.
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,8 +43,17 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def dumps_json(value: Any) -> str:
-    """JSON for database columns; decimals stay exact numbers, never floats."""
-    return simplejson.dumps(value, use_decimal=True, ensure_ascii=False)
+    """JSON for database columns; decimals stay exact numbers, never floats,
+    and date-times become ISO 8601 text."""
+    return simplejson.dumps(
+        value, use_decimal=True, ensure_ascii=False, default=_json_default
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def loads_json(text: str) -> Any:

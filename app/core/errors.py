@@ -22,12 +22,52 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.db import is_database_unavailable
 
 log = structlog.get_logger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the error's name and a sentence about it."""
+
+    error: str
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    errors: list[ValidationIssue]
+
+
+def _documented(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, Any]:
+    return {"model": model, "description": description}
+
+
+# Answers every authenticated API call may give, documented once per router.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _documented("Malformed request, such as a cursor this API did not issue"),
+    401: _documented("No API key, or an unknown or revoked one"),
+    403: _documented("A valid key without the right for this call"),
+    422: _documented("The request is not valid; see `errors`", ValidationErrorBody),
+    503: _documented("The database is unavailable; retry later"),
+}
+
+
+def documented(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for route-specific errors, e.g. `documented(404)`."""
+    return {
+        status: _documented(descriptions.get(f"s{status}", HTTPStatus(status).phrase))
+        for status in statuses
+    }
 
 
 class AppError(Exception):

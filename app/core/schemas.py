@@ -3,7 +3,9 @@
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
+
+from app.core.text import find_unstorable_text
 
 
 def _numbers_for_json(value: Any) -> Any:
@@ -26,3 +28,16 @@ class ReadModel(BaseModel):
     """Base of every response schema: built from ORM rows."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+class WriteRequest(BaseModel):
+    """Base of request bodies that are stored: text the database cannot hold
+    is refused with a 422 instead of failing in the database."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        problem = find_unstorable_text(data, path="body")
+        if problem is not None:
+            raise ValueError(problem)
+        return data

@@ -271,6 +271,17 @@ class Settings(BaseSettings):
         return [key.get_secret_value() for key in self.secret_key]
 
 
+def _without_password(value: Any) -> Any:
+    """A URL's password replaced by ***, so that errors can show the URL."""
+    if isinstance(value, str) and "://" in value and "@" in value:
+        scheme, _, rest = value.partition("://")
+        credentials, _, host = rest.rpartition("@")
+        user, separator, _ = credentials.partition(":")
+        if separator:
+            return f"{scheme}://{user}:***@{host}"
+    return value
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """One line per bad setting, naming the environment variable and the value."""
     lines = []
@@ -286,7 +297,7 @@ def describe_validation_error(error: ValidationError) -> str:
         if is_secret or "input" not in item:
             lines.append(f"{name}: {message}")
         else:
-            lines.append(f"{name}={item['input']!r}: {message}")
+            lines.append(f"{name}={_without_password(item['input'])!r}: {message}")
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

@@ -4,7 +4,9 @@ from fastapi import APIRouter, Path, Query
 
 from app.auth.dependencies import CurrentApiKey, require_admin, require_api_key
 from app.core.db import DbSession
+from app.core.errors import API_ERRORS, ErrorBody
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.core.params import STRICT_QUERY
 from app.inventory import service
 from app.inventory.models import InventoryAdjustment
 from app.inventory.schemas import (
@@ -19,7 +21,10 @@ from app.shipments.routes import IdempotencyKey
 from app.trackstar.schemas import MAX_ID_LENGTH
 
 router = APIRouter(
-    prefix="/api/v1", tags=["inventory adjustments"], dependencies=[require_api_key]
+    prefix="/api/v1",
+    responses=API_ERRORS,
+    tags=["inventory adjustments"],
+    dependencies=[require_api_key, STRICT_QUERY],
 )
 
 AdjustmentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -46,12 +51,16 @@ def _read(
     "/products/{product_id}/inventory-adjustments",
     status_code=202,
     responses={
-        404: {"description": "No such product"},
+        404: {"model": ErrorBody, "description": "No such product"},
         409: {
+            "model": ErrorBody,
             "description": "Connection without a token, or Idempotency-Key "
-            "reused with another body"
+            "reused with another body",
         },
-        422: {"description": "A parent product, or a zero increase/decrease"},
+        422: {
+            "model": ErrorBody,
+            "description": "A parent product, or a zero increase/decrease",
+        },
     },
 )
 async def create_inventory_adjustment(
@@ -97,7 +106,7 @@ async def list_inventory_adjustments(
 
 @router.get(
     "/inventory-adjustments/{adjustment_id}",
-    responses={404: {"description": "Not found"}},
+    responses={404: {"model": ErrorBody, "description": "Not found"}},
 )
 async def get_inventory_adjustment(
     session: DbSession, caller: CurrentApiKey, adjustment_id: AdjustmentId
@@ -111,8 +120,11 @@ async def get_inventory_adjustment(
     "/inventory-adjustments/{adjustment_id}/retry",
     status_code=202,
     responses={
-        404: {"description": "Not found"},
-        409: {"description": "Not failed, or a later adjustment was already sent"},
+        404: {"model": ErrorBody, "description": "Not found"},
+        409: {
+            "model": ErrorBody,
+            "description": "Not failed, or a later adjustment was already sent",
+        },
     },
     dependencies=[require_admin],
 )

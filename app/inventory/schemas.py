@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.schemas import FreeJSON
+from app.core.schemas import FreeJSON, WriteRequest
 from app.outbox.schemas import DeliveryRead
 from app.trackstar.schemas import INT32_MAX
 
@@ -15,7 +15,7 @@ class AdjustmentType(StrEnum):
     EXACT = "exact"
 
 
-class InventoryAdjustmentCreate(BaseModel):
+class InventoryAdjustmentCreate(WriteRequest):
     """A change of stock for one variant at one cart warehouse. Fields some
     integrations need beyond these (`shop_id`, …) are passed through as given."""
 

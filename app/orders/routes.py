@@ -4,17 +4,23 @@ from fastapi import APIRouter, Path, Query
 
 from app.auth.dependencies import CurrentApiKey, require_api_key
 from app.core.db import DbSession
+from app.core.errors import API_ERRORS, ErrorBody
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.core.params import STRICT_QUERY
 from app.core.timestamps import UTCTimestamp
 from app.orders import service
 from app.orders.schemas import OrderPage, OrderRead
 from app.trackstar.schemas import MAX_ID_LENGTH, TrackstarOrderStatus
 
-router = APIRouter(prefix="/api/v1", tags=["orders"], dependencies=[require_api_key])
+router = APIRouter(
+    prefix="/api/v1",
+    responses=API_ERRORS,
+    tags=["orders"],
+    dependencies=[require_api_key, STRICT_QUERY],
+)
 
 # Ids are compared with stored text, which never holds NUL (Postgres text cannot).
-NO_NUL = r"^[^\x00]*$"
-OrderId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
+OrderId = Annotated[str, Path(max_length=MAX_ID_LENGTH)]
 
 
 @router.get("/orders")
@@ -22,9 +28,7 @@ async def list_orders(
     session: DbSession,
     caller: CurrentApiKey,
     status: TrackstarOrderStatus | None = None,
-    connection_id: Annotated[
-        str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
-    ] = None,
+    connection_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
     updated_since: Annotated[
         UTCTimestamp | None,
         Query(description="Only orders this service changed at or after this time."),
@@ -33,7 +37,6 @@ async def list_orders(
         str | None,
         Query(
             max_length=MAX_ID_LENGTH,
-            pattern=NO_NUL,
             description="Orders with a line for it.",
         ),
     ] = None,
@@ -55,7 +58,10 @@ async def list_orders(
     return OrderPage(data=data, next_cursor=next_cursor)
 
 
-@router.get("/orders/{order_id}", responses={404: {"description": "No such order"}})
+@router.get(
+    "/orders/{order_id}",
+    responses={404: {"model": ErrorBody, "description": "No such order"}},
+)
 async def get_order(
     session: DbSession, caller: CurrentApiKey, order_id: OrderId
 ) -> OrderRead:

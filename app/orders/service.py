@@ -69,7 +69,8 @@ def _order_row(
 
 
 def _dump(model: Any) -> Any:
-    return None if model is None else model.model_dump(mode="json")
+    # Python mode keeps amounts as Decimal: stored as exact JSON numbers.
+    return None if model is None else model.model_dump()
 
 
 def _line_rows(connection_id: str, order: TrackstarOrder) -> list[dict[str, Any]]:

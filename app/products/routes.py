@@ -4,26 +4,30 @@ from fastapi import APIRouter, Path, Query
 
 from app.auth.dependencies import CurrentApiKey, require_api_key
 from app.core.db import DbSession
+from app.core.errors import API_ERRORS, ErrorBody
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.core.params import STRICT_QUERY
 from app.products import service
 from app.products.schemas import ProductPage, ProductRead
 from app.trackstar.schemas import MAX_ID_LENGTH
 
-router = APIRouter(prefix="/api/v1", tags=["products"], dependencies=[require_api_key])
+router = APIRouter(
+    prefix="/api/v1",
+    responses=API_ERRORS,
+    tags=["products"],
+    dependencies=[require_api_key, STRICT_QUERY],
+)
 
 # Ids are compared with stored text, which never holds NUL (Postgres text cannot).
-NO_NUL = r"^[^\x00]*$"
-ProductId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
+ProductId = Annotated[str, Path(max_length=MAX_ID_LENGTH)]
 
 
 @router.get("/products")
 async def list_products(
     session: DbSession,
     caller: CurrentApiKey,
-    sku: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)] = None,
-    connection_id: Annotated[
-        str | None, Query(max_length=MAX_ID_LENGTH, pattern=NO_NUL)
-    ] = None,
+    sku: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+    connection_id: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
     variants_only: Annotated[
         bool, Query(description="Leave out parent products.")
     ] = False,
@@ -45,7 +49,8 @@ async def list_products(
 
 
 @router.get(
-    "/products/{product_id}", responses={404: {"description": "No such product"}}
+    "/products/{product_id}",
+    responses={404: {"model": ErrorBody, "description": "No such product"}},
 )
 async def get_product(
     session: DbSession, caller: CurrentApiKey, product_id: ProductId

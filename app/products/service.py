@@ -54,7 +54,7 @@ def _product_row(
         "gtin": product.gtin,
         "image_url": product.image_url,
         "measurements": (
-            product.measurements.model_dump(mode="json")
+            product.measurements.model_dump()
             if product.measurements is not None
             else None
         ),

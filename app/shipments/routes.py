@@ -4,7 +4,9 @@ from fastapi import APIRouter, Header, Path, Query
 
 from app.auth.dependencies import CurrentApiKey, require_admin, require_api_key
 from app.core.db import DbSession
+from app.core.errors import API_ERRORS, ErrorBody
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.core.params import STRICT_QUERY
 from app.outbox.models import MessageStatus, OutboxMessage
 from app.outbox.schemas import delivery_of
 from app.shipments import service
@@ -12,7 +14,12 @@ from app.shipments.models import Shipment
 from app.shipments.schemas import ShipmentCreate, ShipmentPage, ShipmentRead
 from app.trackstar.schemas import MAX_ID_LENGTH
 
-router = APIRouter(prefix="/api/v1", tags=["shipments"], dependencies=[require_api_key])
+router = APIRouter(
+    prefix="/api/v1",
+    responses=API_ERRORS,
+    tags=["shipments"],
+    dependencies=[require_api_key, STRICT_QUERY],
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -43,10 +50,11 @@ def _read(shipment: Shipment, message: OutboxMessage) -> ShipmentRead:
     "/orders/{order_id}/shipments",
     status_code=202,
     responses={
-        404: {"description": "No such order"},
+        404: {"model": ErrorBody, "description": "No such order"},
         409: {
+            "model": ErrorBody,
             "description": "Order cancelled, connection without a token, "
-            "or Idempotency-Key reused with another body"
+            "or Idempotency-Key reused with another body",
         },
     },
 )
@@ -90,7 +98,10 @@ async def list_shipments(
     return ShipmentPage(data=[_read(*row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/shipments/{shipment_id}", responses={404: {"description": "Not found"}})
+@router.get(
+    "/shipments/{shipment_id}",
+    responses={404: {"model": ErrorBody, "description": "Not found"}},
+)
 async def get_shipment(
     session: DbSession, caller: CurrentApiKey, shipment_id: ShipmentId
 ) -> ShipmentRead:
@@ -102,8 +113,11 @@ async def get_shipment(
     "/shipments/{shipment_id}/retry",
     status_code=202,
     responses={
-        404: {"description": "Not found"},
-        409: {"description": "Not failed, or a later shipment was already sent"},
+        404: {"model": ErrorBody, "description": "Not found"},
+        409: {
+            "model": ErrorBody,
+            "description": "Not failed, or a later shipment was already sent",
+        },
     },
     dependencies=[require_admin],
 )

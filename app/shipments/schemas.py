@@ -3,14 +3,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.schemas import FreeJSON
+from app.core.schemas import FreeJSON, WriteRequest
 from app.outbox.schemas import DeliveryRead
 
 # Empty strings are accepted and left out of what is sent, like nulls.
 Text = Annotated[str, StringConstraints(max_length=1000)]
 
 
-class ShipmentCreate(BaseModel):
+class ShipmentCreate(WriteRequest):
     """A shipment as the warehouse sent it. Fields Trackstar's integrations
     need beyond these (`shop_id`, `shipping_cost`, `carrier_id`, …) are passed
     through as given; empty values are left out of what is sent."""

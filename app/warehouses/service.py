@@ -27,9 +27,7 @@ def _warehouse_row(
         "name": warehouse.name,
         "code": warehouse.code,
         "address": (
-            warehouse.address.model_dump(mode="json")
-            if warehouse.address is not None
-            else None
+            warehouse.address.model_dump() if warehouse.address is not None else None
         ),
         "created_date": warehouse.created_date,
         "updated_date": warehouse.updated_date,

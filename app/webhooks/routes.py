@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app.auth.dependencies import require_admin
 from app.core.db import Database, DbSession, is_database_unavailable
-from app.core.errors import PayloadTooLarge, Unauthorized
+from app.core.errors import API_ERRORS, ErrorBody, PayloadTooLarge, Unauthorized
 from app.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.core.params import STRICT_QUERY
 from app.webhooks import service
 from app.webhooks.models import EventStatus
 from app.webhooks.schemas import (
@@ -20,9 +21,14 @@ from app.webhooks.verification import SignatureRejected, WebhookVerifier
 
 log = structlog.get_logger(__name__)
 
+# No STRICT_QUERY here: a query string in the URL configured at Trackstar must
+# not turn every delivery into a 4xx.
 receiver = APIRouter(tags=["webhooks"])
 router = APIRouter(
-    prefix="/api/v1", tags=["webhook events"], dependencies=[require_admin]
+    prefix="/api/v1",
+    responses=API_ERRORS,
+    tags=["webhook events"],
+    dependencies=[require_admin, STRICT_QUERY],
 )
 
 
@@ -60,9 +66,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 @receiver.post(
     "/webhooks/trackstar",
     responses={
-        401: {"description": "The Svix signature could not be verified"},
-        413: {"description": "The body is over the size cap"},
-        503: {"description": "The database is unavailable; Svix retries"},
+        401: {
+            "model": ErrorBody,
+            "description": "The Svix signature could not be verified",
+        },
+        413: {"model": ErrorBody, "description": "The body is over the size cap"},
+        503: {
+            "model": ErrorBody,
+            "description": "The database is unavailable; Svix retries",
+        },
     },
 )
 async def receive_trackstar_webhook(
@@ -134,7 +146,7 @@ async def list_webhook_events(
 
 @router.get(
     "/webhook-events/{event_id}",
-    responses={404: {"description": "No such webhook event"}},
+    responses={404: {"model": ErrorBody, "description": "No such webhook event"}},
 )
 async def get_webhook_event(
     session: DbSession, event_id: Annotated[int, Path(ge=1, le=2**63 - 1)]

@@ -21,6 +21,7 @@ from app.core.db import insert_for
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.core.text import find_unstorable_text
 from app.sync.resources import ResourceSpec
 from app.sync.service import request_pull
 from app.trackstar.schemas import TrackstarRecord, TrackstarWebhookEnvelope
@@ -65,28 +66,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _unstorable_text(value: Any) -> str | None:
-    """Path of the first string holding NUL or a lone surrogate, which no
-    database text column accepts."""
-    pending: list[tuple[str, Any]] = [("$", value)]
-    while pending:
-        path, item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return f"{path} contains a NUL character"
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return f"{path} contains an unpaired surrogate"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                pending.append((f"{path}.<key>", key))
-                pending.append((f"{path}.{key}"[:200], child))
-        elif isinstance(item, list):
-            pending.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
-    return None
-
-
 def _describe(error: ValidationError, prefix: str) -> str:
     parts = []
     for item in error.errors(include_input=False, include_url=False)[
@@ -108,7 +87,7 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
         return ParsedDelivery(quarantine_reason=f"body is not JSON: {error}"[:300])
     if not isinstance(payload, dict):
         return ParsedDelivery(quarantine_reason="body is not a JSON object")
-    unstorable = _unstorable_text(payload)
+    unstorable = find_unstorable_text(payload)
     if unstorable is not None:
         return ParsedDelivery(quarantine_reason=unstorable)
     try:

@@ -146,14 +146,6 @@ def test_malformed_webhook_secret_is_named_without_echoing_it(
         assert private_part not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings accept a whsec_ secret with characters outside base64: "
-    "standardwebhooks decodes it leniently (dropping them), so the service "
-    "starts with a different key and answers 401 to every delivery. Proposed "
-    "fix in app/core/settings.py _check_secrets: also require "
-    "base64.b64decode(secret.removeprefix('whsec_'), validate=True) to succeed.",
-)
 @pytest.mark.parametrize(
     "secret",
     ["whsec_not!base64?at-all", "whsec_c2VjcmV0 c2VjcmV0", "whsec_dGVzdA==trailing"],

@@ -1,5 +1,7 @@
 """The one timestamp parser: ISO 8601 in, aware UTC out, ValueError otherwise."""
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -7,6 +9,18 @@ import pytest
 from app.core.timestamps import format_timestamp, parse_timestamp
 
 NINE_TWELVE = datetime(2026, 3, 14, 9, 12, 45, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def local_time_is_not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A value without a zone must be read as UTC, not as the machine's local
+    time; on a machine set to UTC the two would look the same."""
+    monkeypatch.setenv("TZ", "XST+05")
+    time.tzset()
+    assert datetime(2026, 1, 1).astimezone().utcoffset() == timedelta(hours=-5)
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.mark.parametrize(
@@ -84,7 +98,7 @@ def test_datetime_is_returned_as_aware_utc(value, expected):
     ],
 )
 def test_garbage_is_refused_with_value_error(value):
-    with pytest.raises(ValueError, match="ISO 8601|date-time"):
+    with pytest.raises(ValueError, match=r"ISO 8601|date-time"):
         parse_timestamp(value)
 
 

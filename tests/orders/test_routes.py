@@ -676,9 +676,7 @@ async def test_line_items_come_back_in_the_order_the_cart_sent_them(
     assert [line["line_item_id"] for line in listed_order["line_items"]] == expected
 
 
-async def test_order_received_by_webhook_is_served_by_the_api(
-    client, database, api_headers
-):
+async def test_order_received_by_webhook_is_served_by_the_api(client, api_headers):
     body = sample_bytes("cart-order.created")
     await client.post("/webhooks/trackstar", content=body, headers=signed_headers(body))
 
@@ -696,7 +694,7 @@ async def test_order_received_by_webhook_is_served_by_the_api(
         None,
     ]
     assert order_body["additional_fields"]["customer_note"] == (
-        "Please ring twice – merci!"
+        "Please ring twice \u2013 merci!"
     )
 
 

@@ -96,7 +96,7 @@ async def test_list_returns_every_field_of_each_warehouse(
     }
 
 
-async def test_warehouse_received_by_webhook_is_listed(client, database, api_headers):
+async def test_warehouse_received_by_webhook_is_listed(client, api_headers):
     body = to_json(envelope("cart-warehouse.created", warehouse("wh_hook")))
     delivered = await client.post(
         "/webhooks/trackstar", content=body, headers=signed_headers(body)

@@ -229,7 +229,8 @@ async def test_status_filter_holds_across_pages(client, api_headers):
     ],
     ids=["garbage", "text-id", "two-parts", "boolean", "beyond-64-bits"],
 )
-async def test_invalid_cursor_is_400(client, api_headers, one_of_each, cursor):
+@pytest.mark.usefixtures("one_of_each")
+async def test_invalid_cursor_is_400(client, api_headers, cursor):
     response = await client.get(EVENTS, params={"cursor": cursor}, headers=api_headers)
 
     assert response.status_code == 400
@@ -274,7 +275,8 @@ async def test_duplicate_event_detail_has_no_body_and_points_at_the_first(
     assert detail["body_text"] is None
 
 
-async def test_unknown_event_id_is_404(client, api_headers, one_of_each):
+@pytest.mark.usefixtures("one_of_each")
+async def test_unknown_event_id_is_404(client, api_headers):
     response = await client.get(f"{EVENTS}/999", headers=api_headers)
 
     assert response.status_code == 404
