@@ -323,3 +323,17 @@ def test_served_service_takes_simulated_webhooks_and_serves_them(cli, server):
     assert unauthorized.status_code == 401
     statuses = cli.rows("SELECT status FROM webhook_events ORDER BY id")
     assert [status for (status,) in statuses] == list(EXPECTED_SIMULATION.values())
+
+
+def test_served_service_sends_security_headers_and_no_server_version(server):
+    health = httpx.get(f"{server}/healthz", timeout=10)
+    missing = httpx.get(f"{server}/api/v1/nothing-here", timeout=10)
+
+    for response in (health, missing):
+        assert "server" not in response.headers
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+        assert "access-control-allow-origin" not in response.headers
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "NotFound"

@@ -13,9 +13,11 @@ from structlog.typing import Processor
 
 from app.core.settings import LogFormat
 
-# uvicorn's access log prints query strings; the request middleware logs one
-# line per request without them instead.
+# uvicorn's access log and httpx's request log print whole URLs, query strings
+# included (filters, page tokens, pre-signed download links). The request
+# middleware and the Trackstar client log their own lines without them.
 QUIET_LOGGERS = ("uvicorn.access",)
+WARNINGS_ONLY = ("httpx", "httpcore")
 FORWARDED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
 HANDLER_NAME = "trackstar-fulfillment"
 
@@ -75,3 +77,5 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
         logger.propagate = True
     for name in QUIET_LOGGERS:
         logging.getLogger(name).disabled = True
+    for name in WARNINGS_ONLY:
+        logging.getLogger(name).setLevel(logging.WARNING)
