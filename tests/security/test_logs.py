@@ -11,13 +11,7 @@ from app.auth import service as auth_service
 from app.core.models import utcnow
 from app.sync.puller import Puller
 from app.sync.resources import Resource
-from tests.conftest import (
-    ACCESS_TOKEN,
-    CONNECTION_ID,
-    TEST_API_KEY,
-    TEST_SECRET,
-    TEST_SECRET_KEY,
-)
+from tests.conftest import ACCESS_TOKEN, CONNECTION_ID, TEST_API_KEY, TEST_SECRET_KEY
 from tests.fixtures.fake_trackstar import respond
 from tests.fixtures.forwarding import (
     ORDER_ID,
@@ -29,7 +23,7 @@ from tests.fixtures.forwarding import (
     seed_variant,
     worker_for,
 )
-from tests.signing import sample_bytes, signed_headers
+from tests.signing import TEST_SECRET, sample_bytes, signed_headers
 
 pytestmark = pytest.mark.asyncio
 
