@@ -17,6 +17,7 @@ from app.orders.models import Order, OrderLine
 from app.products.models import Product
 from app.warehouses.models import Warehouse
 from app.webhooks.models import WebhookEvent
+from app.webhooks.service import purge_events
 from tests.conftest import make_settings
 from tests.signing import sample, sample_bytes, signed_headers
 
@@ -428,3 +429,25 @@ async def test_body_over_the_cap_is_refused_with_413(database_url):
     assert response.status_code == 413
     assert response.json()["error"] == "PayloadTooLarge"
     assert small.status_code == 200
+
+
+async def test_events_past_retention_are_purged_and_newer_ones_kept(client, database):
+    await post(client, sample_bytes("cart-order.created"), message_id="msg_old")
+    await post(client, sample_bytes("cart-product.created"), message_id="msg_new")
+    async with database.transaction() as session:
+        old = await session.scalar(
+            select(WebhookEvent).where(WebhookEvent.message_id == "msg_old")
+        )
+        assert old is not None
+        old.received_at = datetime.now(UTC) - timedelta(days=31)
+
+    async with database.transaction() as session:
+        removed = await purge_events(
+            session, older_than=datetime.now(UTC) - timedelta(days=30)
+        )
+
+    assert removed == 1
+    remaining = await events(database)
+    assert [event.message_id for event in remaining] == ["msg_new"]
+    # The purged id is forgotten: it would be taken as new after 30 days.
+    assert await count(database, Order) == 1
