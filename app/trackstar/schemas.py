@@ -88,9 +88,9 @@ class TrackstarFulfillmentStatus(StrEnum):
     OTHER = "other"
 
 
-class TrackstarShipToAddress(TrackstarModel):
-    full_name: str | None = None
-    company: str | None = None
+class TrackstarAddressLines(TrackstarModel):
+    """The lines of a postal address; Trackstar sends every key, values or null."""
+
     address1: str | None = None
     address2: str | None = None
     address3: str | None = None
@@ -98,19 +98,16 @@ class TrackstarShipToAddress(TrackstarModel):
     state: str | None = None
     postal_code: str | None = None
     country: str | None = None
+
+
+class TrackstarBillToAddress(TrackstarAddressLines):
+    full_name: str | None = None
+
+
+class TrackstarShipToAddress(TrackstarBillToAddress):
+    company: str | None = None
     phone_number: str | None = None
     email_address: str | None = None
-
-
-class TrackstarBillToAddress(TrackstarModel):
-    full_name: str | None = None
-    address1: str | None = None
-    address2: str | None = None
-    address3: str | None = None
-    city: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
-    country: str | None = None
 
 
 class TrackstarLineItem(TrackstarModel):
@@ -250,20 +247,10 @@ class TrackstarProduct(TrackstarRecord):
         return self.parent_product_id not in (None, self.id)
 
 
-class TrackstarWarehouseAddress(TrackstarModel):
-    address1: str | None = None
-    address2: str | None = None
-    address3: str | None = None
-    city: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
-    country: str | None = None
-
-
 class TrackstarWarehouse(TrackstarRecord):
     name: str | None = None
     code: str | None = None
-    address: TrackstarWarehouseAddress | None = None
+    address: TrackstarAddressLines | None = None
 
 
 class TrackstarWebhookEnvelope(TrackstarModel):

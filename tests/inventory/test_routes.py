@@ -463,17 +463,19 @@ async def test_concurrent_requests_with_one_key_store_one_adjustment(
     if database.dialect == "postgresql":
         # Both requests miss each other's row, so the loser meets the unique
         # constraint inside its savepoint. (SQLite serialises writers.)
-        lookup = inventory_service._replay
+        lookup = inventory_service.ADJUSTMENTS.find_replay
         both_looked = asyncio.Barrier(2)
 
         async def replay_after_both_looked(*args, **kwargs):
-            replays.append(args[2])
+            replays.append(kwargs["idempotency_key"])
             found = await lookup(*args, **kwargs)
             if len(replays) <= 2:
                 await asyncio.wait_for(both_looked.wait(), timeout=10)
             return found
 
-        monkeypatch.setattr(inventory_service, "_replay", replay_after_both_looked)
+        monkeypatch.setattr(
+            inventory_service.ADJUSTMENTS, "find_replay", replay_after_both_looked
+        )
 
     first, second = await asyncio.gather(
         post(client, api_headers, key="race"), post(client, api_headers, key="race")

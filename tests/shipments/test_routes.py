@@ -411,17 +411,19 @@ async def test_concurrent_requests_with_one_key_store_one_shipment(
         # Hold both requests after their first look-up, so both miss the other's
         # row and the loser meets the unique constraint inside its savepoint.
         # (SQLite serialises whole write transactions: no race is possible.)
-        lookup = shipments_service._replay
+        lookup = shipments_service.SHIPMENTS.find_replay
         both_looked = asyncio.Barrier(2)
 
         async def replay_after_both_looked(*args, **kwargs):
-            replays.append(args[2])
+            replays.append(kwargs["idempotency_key"])
             found = await lookup(*args, **kwargs)
             if len(replays) <= 2:
                 await asyncio.wait_for(both_looked.wait(), timeout=10)
             return found
 
-        monkeypatch.setattr(shipments_service, "_replay", replay_after_both_looked)
+        monkeypatch.setattr(
+            shipments_service.SHIPMENTS, "find_replay", replay_after_both_looked
+        )
 
     first, second = await asyncio.gather(
         post(client, api_headers, key="race"), post(client, api_headers, key="race")
