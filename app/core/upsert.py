@@ -7,7 +7,7 @@ counts as oldest). An equal version is applied again: it is the same snapshot,
 or a later copy of it, and applying it is harmless.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +21,6 @@ from app.core.models import Base, UTCDateTime
 RecordKey = tuple[str, str]
 KEY_COLUMNS = ("connection_id", "id")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# asyncpg and SQLite both cap a statement at 32,767 bound parameters.
-MAX_PARAMETERS = 32_000
 
 
 @dataclass(frozen=True)
@@ -63,15 +61,6 @@ def collapse_duplicates(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [dict(newest[key]) for key in sorted(newest)]
 
 
-def chunked(
-    rows: Sequence[dict[str, Any]], width: int
-) -> Iterator[list[dict[str, Any]]]:
-    """Split rows so that one statement stays under the bound-parameter cap."""
-    size = max(1, MAX_PARAMETERS // max(1, width))
-    for start in range(0, len(rows), size):
-        yield list(rows[start : start + size])
-
-
 async def upsert_versioned(
     session: AsyncSession, entity: type[Base], rows: Sequence[Mapping[str, Any]]
 ) -> set[RecordKey]:
@@ -95,8 +84,8 @@ async def upsert_versioned(
         set_=updates,
         where=is_not_older(table, statement.excluded),
     ).returning(table.c.connection_id, table.c.id)
-    for chunk in chunked(unique_rows, len(table.columns)):
-        values_statement = upsert.values(chunk)
-        result = await session.execute(values_statement)
-        applied.update((row.connection_id, row.id) for row in result)
+    # executemany: SQLAlchemy sends the rows as batched multi-row statements
+    # ("insertmanyvalues") within the drivers' bound-parameter limits.
+    result = await session.execute(upsert, unique_rows)
+    applied.update((row.connection_id, row.id) for row in result)
     return applied

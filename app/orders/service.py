@@ -3,9 +3,9 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, exists, insert, select
+from sqlalchemy import Select, Table, delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -127,7 +127,8 @@ async def _replace_lines(
         row for order in latest.values() for row in _line_rows(connection_id, order)
     ]
     if line_rows:
-        await session.execute(insert(OrderLine), line_rows)
+        # Core executemany on the table: batched, without ORM bookkeeping.
+        await session.execute(insert(cast(Table, OrderLine.__table__)), line_rows)
 
 
 def _filtered(filters: OrderFilters) -> Select[Order]:
