@@ -60,6 +60,15 @@ class PullProgress:
     invalid_ids: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Page:
+    """A fetched page, validated: what to store, and what could not be."""
+
+    items: list[tuple[Any, dict[str, Any]]]
+    invalid: int
+    next_token: str | None
+
+
 class PullBusy(Exception):
     """Another worker holds this pull's lease."""
 
@@ -153,23 +162,30 @@ class Puller:
         token = plan.page_token
         if plan.pages_done and token is None:
             return  # resumed after its last page was stored
+        # The next page is fetched and validated while this one is written, so
+        # the database and this process work at the same time.
         fetching = asyncio.create_task(self._fetch(credentials, plan, token))
         try:
             while True:
                 page = await fetching
-                next_token = _next_token(page)
-                if next_token is not None:
+                if page.next_token is not None:
                     fetching = asyncio.create_task(
-                        self._fetch(credentials, plan, next_token)
+                        self._fetch(credentials, plan, page.next_token)
                     )
-                await self._store(plan, page, next_token, progress)
-                if next_token is None:
+                await self._store(plan, page, progress)
+                if page.next_token is None:
                     return
         finally:
             if not fetching.done():
                 fetching.cancel()
 
     async def _fetch(
+        self, credentials: ConnectionCredentials, plan: PullPlan, token: str | None
+    ) -> _Page:
+        body = await self._get_page(credentials, plan, token)
+        return self._validate(plan, body)
+
+    async def _get_page(
         self, credentials: ConnectionCredentials, plan: PullPlan, token: str | None
     ) -> dict[str, Any]:
         # Page tokens do not carry the query: every page repeats the filters.
@@ -188,20 +204,15 @@ class Puller:
                 return await self.client.get(credentials, path, params=params)
         raise AssertionError("unreachable: stamina re-raises the last error")
 
-    async def _store(
-        self,
-        plan: PullPlan,
-        page: dict[str, Any],
-        next_token: str | None,
-        progress: PullProgress,
-    ) -> None:
+    def _validate(self, plan: PullPlan, body: dict[str, Any]) -> _Page:
         spec = RESOURCES[plan.resource]
         items = []
-        for raw in page.get("data") or []:
+        invalid = 0
+        for raw in body.get("data") or []:
             try:
                 items.append((spec.model.model_validate(raw), raw))
             except ValidationError:
-                progress.invalid += 1
+                invalid += 1
                 record_id = raw.get("id") if isinstance(raw, dict) else None
                 log.warning(
                     "sync.invalid_record",
@@ -209,20 +220,25 @@ class Puller:
                     resource=plan.resource.value,
                     record_id=str(record_id)[:255] if record_id else None,
                 )
+        return _Page(items=items, invalid=invalid, next_token=_next_token(body))
+
+    async def _store(self, plan: PullPlan, page: _Page, progress: PullProgress) -> None:
+        spec = RESOURCES[plan.resource]
         async with self.database.transaction() as session:
-            result = await spec.store(session, plan.connection_id, items)
+            result = await spec.store(session, plan.connection_id, page.items)
             owned = await service.record_page(
                 session,
                 plan,
                 worker_id=self.worker_id,
-                next_token=next_token,
-                records=len(items),
+                next_token=page.next_token,
+                records=len(page.items),
                 lease=self.settings.sync_lease,
             )
             if not owned:
                 raise _LeaseLost("another worker took over this pull")
         progress.pages += 1
-        progress.records += len(items)
+        progress.records += len(page.items)
+        progress.invalid += page.invalid
         progress.stale += len(result.stale)
         if self.on_page is not None:
             self.on_page(progress)
