@@ -3,6 +3,8 @@
 - A query parameter the route does not declare is refused: a misspelt filter
   (`statuss=open`) would otherwise be ignored, and the caller would get
   unfiltered results without noticing.
+- A query parameter given twice (`sku=A&sku=B`) is refused: every filter
+  takes one value, and silently using one of them would hide the other.
 - Text no database accepts (NUL, lone surrogates) in a path or query
   parameter is refused, instead of failing inside the database.
 """
@@ -58,6 +60,10 @@ async def check_parameters(request: Request) -> None:
             issues.append(
                 _issue("query", name, "Unknown query parameter", "unknown_parameter")
             )
+    for name in sorted(set(request.query_params)):
+        if len(request.query_params.getlist(name)) > 1:
+            message = "Given more than once; this parameter takes one value"
+            issues.append(_issue("query", name, message, "repeated_parameter"))
     if issues:
         raise RequestValidationError(issues[:MAX_REPORTED])
 

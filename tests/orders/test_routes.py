@@ -190,6 +190,31 @@ async def test_unknown_status_filter_is_422(client, api_headers):
     assert [error["loc"] for error in body["errors"]] == [["query", "status"]]
 
 
+async def test_misspelt_filter_is_422_not_ignored(client, api_headers):
+    response = await client.get(ORDERS, params={"statuss": "open"}, headers=api_headers)
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "ValidationError"
+    assert [error["loc"] for error in body["errors"]] == [["query", "statuss"]]
+
+
+async def test_filter_given_twice_is_422(client, database, api_headers):
+    await put_orders(database, order("ord_a", status="open"))
+
+    response = await client.get(
+        ORDERS,
+        params=[("status", "open"), ("status", "cancelled")],
+        headers=api_headers,
+    )
+
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [(error["loc"], error["type"]) for error in errors] == [
+        (["query", "status"], "repeated_parameter")
+    ]
+
+
 async def test_connection_id_filter_returns_only_that_connections_orders(
     client, database, api_headers
 ):
