@@ -5,19 +5,25 @@
 
 For each variant (see --variants) the script creates a fresh database, starts
 the real server (`python -m app serve`) or the baseline (bench/baseline_app.py)
-as a subprocess, and drives it with the load generator in this file, then
-stops the server, checks the database row by row against what was sent and
-drops the database. The results are printed as Markdown and written as JSON to
-bench/out/.
+as a subprocess, drives it with the load generator in this file, stops it,
+checks the database row by row against what the server accepted, and drops
+the database. Results are printed as Markdown and written to bench/out/
+(webhooks-*.md, webhooks-*.json, server logs, the py-spy profile).
+
+By default the working tree is served; --git-ref REF serves a commit instead
+(extracted read-only with `git archive` into a temporary directory), and
+--app-dir DIR any other copy of the `app` package.
 
 Traffic: Svix-signed `cart-order.created` / `cart-order.updated` deliveries
 built from app/webhooks/samples/cart-order.created.json, each with its own
 svix-id. About 10 % are exact resends of an earlier delivery (same svix-id,
-headers and body) and about 10 % are stale updates (a new svix-id for an order
-already sent, carrying an `updated_date` older than any version sent). A
-delivery that depends on an earlier one (resend, stale update, newer update)
-is placed at least --gap positions later and is held back until that one
-has been answered, so the expected outcome of every delivery is known.
+timestamp, signature and body) and about 10 % are stale updates (a new
+svix-id for an order already sent, with an `updated_date` older than any
+version sent); about 20 % are newer updates of orders already sent, the rest
+create new orders. A delivery that depends on an earlier one is placed at
+least --gap positions later and held back until that one is answered, so the
+outcome of every delivery is known. A 5xx or a dropped connection is retried
+with the same bytes, as Svix does (up to 5 attempts).
 
 Phases, per variant:
   warm-up       closed loop, --connections, --warmup seconds (also estimates
@@ -25,21 +31,25 @@ Phases, per variant:
   saturation    closed loop, --connections, about --duration seconds:
                 events/s and latency under saturation;
   open loop     --rate events/s for --open-duration seconds, sent on schedule
-                whatever the responses; latency is measured from the scheduled
-                send time, so queueing in the server or the generator is
-                counted (no coordinated omission).
+                whatever the responses; latency runs from the scheduled send
+                time, so queueing in the server or in the generator counts (no
+                coordinated omission). Deliveries still unsent 30 s after the
+                schedule ends are abandoned and count as infinitely late.
 Each batch is signed just before its phase starts (the receiver refuses
-timestamps more than 5 minutes old).
+timestamps more than 5 minutes old). Before each measured phase the script
+waits (up to --quiet-timeout) for other load on the machine to pass.
 
 The generator is raw asyncio on uvloop over HTTP/1.1 keep-alive connections
-(no HTTP client library), to leave as much of the 2 CPUs as possible to the
-server and Postgres. CPU time of the server, Postgres and the generator is
-read from /proc for every phase.
+(no HTTP client library), to leave as much of the CPUs as possible to the
+server and Postgres. CPU time of the server (with its workers), of Postgres
+(our database's backends and the shared processes) and of the generator is
+read from /proc for every phase; the rest of the machine's busy time is
+reported as "other".
 
---profile attaches py-spy (`pip install py-spy`; looked up on PATH, next to
-this Python, or given with --py-spy) to the single-worker service during an
-extra saturation phase that is not part of the measured figures, and prints
-the hottest functions and packages.
+--profile (on by default) attaches py-spy (`pip install py-spy`; found on
+PATH, next to this Python, or given with --py-spy) to the one-worker service
+during an extra saturation phase that is not part of the measured figures,
+and summarises where the time goes.
 """
 
 import argparse
@@ -57,6 +67,7 @@ import math
 import os
 import platform
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -369,6 +380,18 @@ class ProcInfo:
     ppid: int
     comm: str
     cpu: float  # user + system seconds
+    title: str = ""  # command line, read for Postgres processes only
+
+
+@dataclasses.dataclass(frozen=True)
+class Watched:
+    """What a phase's CPU figures are about."""
+
+    server_pid: int
+    database: str | None  # Postgres backends of other databases are "other"
+
+
+POSTGRES_CLIENT = re.compile(r"\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]")
 
 
 def process_table() -> dict[int, ProcInfo]:
@@ -383,8 +406,22 @@ def process_table() -> dict[int, ProcInfo]:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
         cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-        table[int(entry.name)] = ProcInfo(int(fields[1]), comm, cpu)
+        title = ""
+        if comm == "postgres":
+            with contextlib.suppress(OSError):
+                title = Path(entry.path, "cmdline").read_bytes().decode("latin-1")
+        table[int(entry.name)] = ProcInfo(int(fields[1]), comm, cpu, title)
     return table
+
+
+def is_ours(info: ProcInfo, database: str | None) -> bool:
+    """A Postgres process working for us: a backend of our database, or one of
+    the server's shared processes (postmaster, WAL writer, checkpointer...)."""
+    if info.comm != "postgres":
+        return False
+    if POSTGRES_CLIENT.search(info.title) is None:
+        return True
+    return database is not None and f" {database} " in info.title
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -421,7 +458,7 @@ class CpuSnapshot:
 
 
 def cpu_usage(
-    start: CpuSnapshot, end: CpuSnapshot, server_pid: int
+    start: CpuSnapshot, end: CpuSnapshot, watched: Watched
 ) -> dict[str, float]:
     """Per group, CPU time as a percentage of one core over the interval."""
     wall = end.at - start.at
@@ -433,8 +470,10 @@ def cpu_usage(
             seconds += end.table[pid].cpu - (before.cpu if before else 0.0)
         return 100.0 * seconds / wall
 
-    server = descendants(end.table, server_pid) & end.table.keys()
-    postgres = {pid for pid, info in end.table.items() if info.comm == "postgres"}
+    server = descendants(end.table, watched.server_pid) & end.table.keys()
+    postgres = {
+        pid for pid, info in end.table.items() if is_ours(info, watched.database)
+    }
     generator = {os.getpid()} & end.table.keys()
     busy = end.jiffies[0] - start.jiffies[0]
     total = end.jiffies[1] - start.jiffies[1]
@@ -695,7 +734,7 @@ async def closed_loop(
     deliveries: Sequence[Delivery],
     port: int,
     connections: int,
-    server_pid: int,
+    watched: Watched,
     deadline_seconds: float | None = None,
 ) -> PhaseResult:
     """Each connection sends its next delivery as soon as the last is answered."""
@@ -725,7 +764,7 @@ async def closed_loop(
 
     await asyncio.gather(*(worker(c) for c in pool))
     elapsed = time.perf_counter() - started
-    cpu = cpu_usage(start_cpu, CpuSnapshot.take(), server_pid)
+    cpu = cpu_usage(start_cpu, CpuSnapshot.take(), watched)
     return tally(
         name,
         "closed",
@@ -746,7 +785,7 @@ async def open_loop(
     port: int,
     rate: float,
     connections: int,
-    server_pid: int,
+    watched: Watched,
     grace: float = 30.0,
 ) -> PhaseResult:
     """Delivery i is due at start + i/rate, whatever happened to the others.
@@ -802,7 +841,7 @@ async def open_loop(
         queue.put_nowait(None)
     await asyncio.gather(*workers)
     elapsed = time.perf_counter() - started
-    cpu = cpu_usage(start_cpu, CpuSnapshot.take(), server_pid)
+    cpu = cpu_usage(start_cpu, CpuSnapshot.take(), watched)
     return tally(
         name,
         "open",
@@ -902,7 +941,7 @@ class Server:
     ) -> None:
         self.variant = variant
         self.port = port
-        self.log_path = out_dir / f"{variant.name}.server.log"
+        self.log_path = out_dir / f"webhooks-{variant.name}.server.log"
         env = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
         if app_dir != REPO:
             # Ahead of the editable install of the repository's `app`.
@@ -1256,6 +1295,18 @@ PACKAGE_GROUPS = (
 )
 
 
+# Innermost frames that mean "waiting", which py-spy cannot always tell from
+# running here: a thread pool's idle threads, the event loop in epoll.
+IDLE_LEAVES = (
+    "Condition.wait (threading.py)",
+    "Event.wait (threading.py)",
+    "WorkerThread.run (anyio/_backends/_asyncio.py)",
+    "_worker (concurrent/futures/thread.py)",
+    "EpollSelector.select (selectors.py)",
+    "Runner.run (asyncio/runners.py)",
+)
+
+
 def category_of(frames: Sequence[str]) -> str:
     for label, markers in STACK_RULES:
         if any(marker in frame for frame in frames for marker in markers):
@@ -1272,7 +1323,7 @@ def summarize_profile(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     categories: Counter[str] = Counter()
-    total = 0
+    total = idle = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -1283,7 +1334,12 @@ def summarize_profile(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
         if not frames:
             continue
         name, path = frame_parts(frames[-1])
-        own[f"{name} ({short_path(path)})"] += count
+        leaf = f"{name} ({short_path(path)})"
+        if leaf in IDLE_LEAVES:
+            idle += count
+            total -= count
+            continue
+        own[leaf] += count
         packages[package_of(path)] += count
         categories[category_of(frames)] += count
         seen = set()
@@ -1299,6 +1355,7 @@ def summarize_profile(raw: Path, seconds: float, rate: int) -> dict[str, Any]:
     ]
     return {
         "samples": total,
+        "idle_samples": idle,
         "busy_fraction": total / max(1.0, seconds * rate),
         "own": own.most_common(25),
         "packages": packages.most_common(20),
@@ -1358,6 +1415,8 @@ async def run_variant(
         server.start()
         await asyncio.to_thread(server.wait_ready)
         say(f"   server pid {server.pid} on port {port}, log {server.log_path}")
+        database = database_url.rsplit("/", 1)[1] if database_url else None
+        watched = Watched(server.pid, database)
 
         async def phase_batch(tag: str, size: int) -> list[Delivery]:
             batch = plan_batch(size, tag, options.mix, rng, template)
@@ -1370,7 +1429,7 @@ async def run_variant(
         # Warm-up, also the estimate of the saturation rate.
         warm = await phase_batch("warm", 30_000)
         warmup = await closed_loop(
-            "warm-up", warm, port, options.connections, server.pid, options.warmup
+            "warm-up", warm, port, options.connections, watched, options.warmup
         )
         expected.add(warm)
         say(f"   warm-up: {warmup.ok} events in {warmup.elapsed:.1f} s")
@@ -1382,7 +1441,7 @@ async def run_variant(
         batch = await phase_batch("sat", size)
         guard = max(4 * options.duration, 60.0)
         saturation = await closed_loop(
-            "saturation", batch, port, options.connections, server.pid, guard
+            "saturation", batch, port, options.connections, watched, guard
         )
         expected.add(batch)
         say(describe_phase(saturation))
@@ -1394,7 +1453,7 @@ async def run_variant(
             port,
             options.rate,
             options.open_connections,
-            server.pid,
+            watched,
         )
         expected.add(batch)
         say(describe_phase(steady))
@@ -1402,20 +1461,19 @@ async def run_variant(
 
         if options.profile and variant.name in PROFILED_VARIANTS:
             result["profile"] = await profile_server(
-                options, server, phase_batch, expected, saturation.rate
+                options, server, phase_batch, expected, saturation.rate, watched
             )
+        server.stop()
+        result["server_log_lines"] = sum(1 for _ in server.log_path.open("rb"))
+        result["server_log_bytes"] = server.log_path.stat().st_size
+        if database_url is not None:
+            check = await check_database(database_url, expected)
+            result["check"] = check
+            verdict = "nothing lost, nothing doubled" if check["passed"] else "MISMATCH"
+            say(f"   row check: {verdict}")
     finally:
         server.stop()
-    result["server_log_lines"] = sum(1 for _ in server.log_path.open("rb"))
-    result["server_log_bytes"] = server.log_path.stat().st_size
-    if database_url is not None:
-        check = await check_database(database_url, expected)
-        result["check"] = check
-        say(
-            "   row check: "
-            + ("nothing lost, nothing doubled" if check["passed"] else "MISMATCH")
-        )
-        if not options.keep_database:
+        if database_url is not None and not options.keep_database:
             name = database_url.rsplit("/", 1)[1]
             await admin(options.database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
     return result
@@ -1441,12 +1499,13 @@ async def profile_server(
     phase_batch: Callable[[str, int], Awaitable[list[Delivery]]],
     expected: Expectation,
     expected_rate: float,
+    watched: Watched,
 ) -> dict[str, Any]:
     py_spy = find_py_spy(options.py_spy)
     if py_spy is None:
         say("   profile: py-spy not found (pip install py-spy); skipped")
         return {"skipped": "py-spy not found"}
-    raw = options.out_dir / f"{server.variant.name}.py-spy.txt"
+    raw = options.out_dir / f"webhooks-{server.variant.name}.py-spy.txt"
     rate = 200
     seconds = options.profile_duration
     await settle(options)
@@ -1473,7 +1532,7 @@ async def profile_server(
     )
     await asyncio.sleep(1.0)
     profiled = await closed_loop(
-        "profiled", batch, server.port, options.connections, server.pid, seconds
+        "profiled", batch, server.port, options.connections, watched, seconds
     )
     expected.add(batch)
     _, errors = await asyncio.to_thread(spy.communicate)
@@ -1494,7 +1553,10 @@ def describe_phase(phase: PhaseResult) -> str:
         f"p99 {phase.percentile(99):.1f} ms, max {phase.percentile(100):.1f} ms; "
         f"CPU server {phase.cpu['server']:.0f}%, postgres "
         f"{phase.cpu['postgres']:.0f}%, generator {phase.cpu['generator']:.0f}%, "
-        f"machine {phase.cpu['machine']:.0f}% of {100 * (os.cpu_count() or 1)}%"
+        f"other {phase.cpu['other']:.0f}%, machine {phase.cpu['machine']:.0f}% "
+        f"of {100 * (os.cpu_count() or 1)}%"
+        + (f"; {phase.errors} non-2xx" if phase.errors else "")
+        + (f", {phase.abandoned} abandoned" if phase.abandoned else "")
     )
 
 
@@ -1722,7 +1784,8 @@ def markdown(
         yield ""
         yield (
             f"py-spy, {result['variant']['name']} under saturation: "
-            f"{profile['samples']} samples, main thread busy "
+            f"{profile['samples']} busy samples (idle waits excluded: "
+            f"{profile.get('idle_samples', 0)}), the server busy "
             f"{100 * profile['busy_fraction']:.0f}% of the time, "
             f"{profile['events_per_second_while_profiled']:,.0f} events/s while "
             "profiled"
