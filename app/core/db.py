@@ -157,8 +157,15 @@ def insert_for(
     a Core executemany, which SQLAlchemy batches into multi-row statements from
     one cached compilation, without the ORM's per-row bookkeeping.
     """
+    return dialect_insert(session.get_bind().dialect.name, entity)
+
+
+def dialect_insert(
+    dialect: str, entity: type[Base]
+) -> postgresql.Insert | sqlite.Insert:
+    """`insert_for` by dialect name, for statements built once and cached."""
     table = cast(Table, entity.__table__)
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 

@@ -4,7 +4,20 @@ Postgres refuses both in text and JSONB (SQLite would store them), so input
 holding them is refused or quarantined before it reaches a query.
 """
 
+import re
 from typing import Any
+
+# In JSON text, a NUL or a lone surrogate can only come from a `\u0000` or
+# `\uD800`-`\uDFFF` escape, or from raw bytes that strict parsing or UTF-8
+# decoding would refuse anyway (a NUL byte, an encoded surrogate). A body with
+# none of these cannot hold either, whatever it parses to. Matches can be false
+# alarms (an escaped backslash before "u0000"): they only cost the full walk.
+_MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed[\xa0-\xbf]")
+
+
+def json_may_hold_unstorable_text(raw: bytes) -> bool:
+    """False when JSON text `raw` certainly parses to storable text only."""
+    return _MAYBE_UNSTORABLE.search(raw) is not None
 
 
 def find_unstorable_text(value: Any, path: str = "$") -> str | None:

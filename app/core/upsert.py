@@ -10,12 +10,14 @@ or a later copy of it, and applying it is harmless.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, func, literal, or_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
-from app.core.db import insert_for
+from app.core.db import dialect_insert
 from app.core.models import Base, UTCDateTime
 
 RecordKey = tuple[str, str]
@@ -61,6 +63,29 @@ def collapse_duplicates(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [dict(newest[key]) for key in sorted(newest)]
 
 
+@cache
+def _upsert_statement(dialect: str, entity: type[Base]) -> ReturningInsert[Any]:
+    """The versioned upsert of `entity`'s table, built once per dialect.
+
+    Statements are immutable and take their rows as parameters, so one object
+    serves every call; building it (a proxy for each of the table's columns
+    in `excluded`) cost more than executing it.
+    """
+    table = entity.__table__
+    statement = dialect_insert(dialect, entity)
+    excluded = statement.excluded
+    updates = {
+        column.name: excluded[column.name]
+        for column in table.columns
+        if column.name not in KEY_COLUMNS
+    }
+    return statement.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_=updates,
+        where=is_not_older(table, excluded),
+    ).returning(table.c.connection_id, table.c.id)
+
+
 async def upsert_versioned(
     session: AsyncSession, entity: type[Base], rows: Sequence[Mapping[str, Any]]
 ) -> set[RecordKey]:
@@ -68,24 +93,14 @@ async def upsert_versioned(
 
     A key missing from the result was stale: the stored row is newer.
     """
-    applied: set[RecordKey] = set()
     unique_rows = collapse_duplicates(rows)
     if not unique_rows:
-        return applied
-    table = entity.__table__
-    statement = insert_for(session, entity)
-    updates = {
-        column.name: statement.excluded[column.name]
-        for column in table.columns
-        if column.name not in KEY_COLUMNS
-    }
-    upsert = statement.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS),
-        set_=updates,
-        where=is_not_older(table, statement.excluded),
-    ).returning(table.c.connection_id, table.c.id)
+        return set()
+    upsert = _upsert_statement(session.get_bind().dialect.name, entity)
     # executemany: SQLAlchemy sends the rows as batched multi-row statements
     # ("insertmanyvalues") within the drivers' bound-parameter limits.
-    result = await session.execute(upsert, unique_rows)
-    applied.update((row.connection_id, row.id) for row in result)
-    return applied
+    # One row (a webhook's record) goes as a plain execution, skipping the
+    # batching machinery.
+    parameters = unique_rows[0] if len(unique_rows) == 1 else unique_rows
+    result = await session.execute(upsert, parameters)
+    return {(row.connection_id, row.id) for row in result}

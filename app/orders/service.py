@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, exists, insert, select
+from sqlalchemy import Select, Table, bindparam, delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -113,22 +113,28 @@ async def store_orders(
     return StoreResult(applied=applied, stale=stale)
 
 
+_LINES = cast(Table, OrderLine.__table__)
+# Built once: the ids are bound at execution (an expanding IN).
+_DELETE_LINES = delete(_LINES).where(
+    _LINES.c.connection_id == bindparam("connection_id"),
+    _LINES.c.order_id.in_(bindparam("order_ids", expanding=True)),
+)
+_INSERT_LINES = insert(_LINES)
+
+
 async def _replace_lines(
     session: AsyncSession, connection_id: str, orders: Sequence[TrackstarOrder]
 ) -> None:
     latest = {order.id: order for order in orders}
     await session.execute(
-        delete(OrderLine).where(
-            OrderLine.connection_id == connection_id,
-            OrderLine.order_id.in_(sorted(latest)),
-        )
+        _DELETE_LINES, {"connection_id": connection_id, "order_ids": sorted(latest)}
     )
     line_rows = [
         row for order in latest.values() for row in _line_rows(connection_id, order)
     ]
     if line_rows:
         # Core executemany on the table: batched, without ORM bookkeeping.
-        await session.execute(insert(cast(Table, OrderLine.__table__)), line_rows)
+        await session.execute(_INSERT_LINES, line_rows)
 
 
 def _filtered(filters: OrderFilters) -> Select[Order]:

@@ -10,18 +10,20 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from app.connections.models import Connection
-from app.core.db import insert_for
+from app.core.db import dialect_insert
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from app.core.text import find_unstorable_text
+from app.core.text import find_unstorable_text, json_may_hold_unstorable_text
 from app.sync.resources import ResourceSpec
 from app.sync.service import request_pull
 from app.trackstar.schemas import TrackstarRecord, TrackstarWebhookEnvelope
@@ -87,9 +89,10 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
         return ParsedDelivery(quarantine_reason=f"body is not JSON: {error}"[:300])
     if not isinstance(payload, dict):
         return ParsedDelivery(quarantine_reason="body is not a JSON object")
-    unstorable = find_unstorable_text(payload)
-    if unstorable is not None:
-        return ParsedDelivery(quarantine_reason=unstorable)
+    if json_may_hold_unstorable_text(body):
+        unstorable = find_unstorable_text(payload)
+        if unstorable is not None:
+            return ParsedDelivery(quarantine_reason=unstorable)
     try:
         envelope = TrackstarWebhookEnvelope.model_validate(payload)
     except ValidationError as error:
@@ -133,13 +136,8 @@ async def record_delivery(
         "attempts": 0,
         "next_attempt_at": utcnow() if status is EventStatus.PENDING else None,
     }
-    statement = (
-        insert_for(session, WebhookEvent)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(WebhookEvent.id)
-    )
-    event_id = await session.scalar(statement)
+    statement = _insert_new_event(session.get_bind().dialect.name)
+    event_id = await session.scalar(statement, values)
     if event_id is None:
         return await _record_duplicate(session, values)
 
@@ -158,6 +156,17 @@ async def record_delivery(
         connection_id=envelope.connection_id if envelope else None,
         record_id=record_id,
         reason=reason,
+    )
+
+
+@cache
+def _insert_new_event(dialect: str) -> ReturningInsert[int]:
+    """INSERT of an event unless its message id is already stored; built once
+    per dialect, the values bound at execution."""
+    return (
+        dialect_insert(dialect, WebhookEvent)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(WebhookEvent.id)
     )
 
 
@@ -258,13 +267,8 @@ async def quarantine_unprocessable(
         "signed_at": delivery.signed_at,
         "received_at": utcnow(),
     }
-    statement = (
-        insert_for(session, WebhookEvent)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(WebhookEvent.id)
-    )
-    event_id = await session.scalar(statement)
+    statement = _insert_new_event(session.get_bind().dialect.name)
+    event_id = await session.scalar(statement, values)
     if event_id is None:
         return await _record_duplicate(
             session,
