@@ -11,6 +11,7 @@ import uvicorn
 
 from app.core import migrations
 from app.core.db import Database, create_engine
+from app.core.heap import settle_after_startup
 from app.core.logging import configure_logging
 from app.core.secrets import SecretBox, resolve_secrets
 from app.core.settings import Settings, SettingsError, load_settings
@@ -74,7 +75,7 @@ def serve(
     # The server processes build their settings from the environment.
     os.environ["RUN_WORKER"] = "true" if worker else "false"
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=host,
         port=port,
@@ -107,6 +108,7 @@ def run_worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        settle_after_startup()
         try:
             await run_background(
                 database=database,

@@ -13,6 +13,7 @@ from app.connections.routes import router as connections_router
 from app.core.db import Database, create_engine
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
+from app.core.heap import settle_after_startup
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.secrets import SecretBox, resolve_secrets
@@ -23,6 +24,7 @@ from app.products.routes import router as products_router
 from app.shipments.routes import router as shipments_router
 from app.trackstar.client import TrackstarClient
 from app.warehouses.routes import router as warehouses_router
+from app.webhooks.batching import DeliveryRecorder
 from app.webhooks.routes import receiver as webhook_receiver
 from app.webhooks.routes import router as webhook_events_router
 from app.webhooks.verification import WebhookVerifier
@@ -31,12 +33,22 @@ from app.worker import run_background
 log = structlog.get_logger(__name__)
 
 
+def create_served_app() -> FastAPI:
+    """The application as `python -m app serve` runs it (the uvicorn factory)."""
+    return create_app(settle_heap=True)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     trackstar_transport: httpx.AsyncBaseTransport | None = None,
+    settle_heap: bool = False,
 ) -> FastAPI:
-    """The application; `trackstar_transport` replaces the network in tests."""
+    """The application; `trackstar_transport` replaces the network in tests.
+
+    `settle_heap` tunes the garbage collector once start-up is done (see
+    `app.core.heap`); only for a process that runs this one application.
+    """
     settings = settings or load_settings()
     assert settings.log_format is not None
     configure_logging(settings.log_level, settings.log_format)
@@ -56,6 +68,7 @@ def create_app(
             app.state.webhook_verifier = WebhookVerifier(
                 secrets.webhook_secrets, tolerance=settings.webhook_tolerance
             )
+            app.state.delivery_recorder = DeliveryRecorder(database)
             if settings.run_worker:
                 background = asyncio.create_task(
                     run_background(
@@ -66,6 +79,8 @@ def create_app(
                         stop=stop,
                     )
                 )
+            if settle_heap:
+                settle_after_startup()
             yield
         finally:
             stop.set()

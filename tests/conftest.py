@@ -59,6 +59,20 @@ async def _admin(statement: str) -> None:
         await connection.close()
 
 
+async def terminate_connections(url: str) -> None:
+    """Close every connection to database `url` from the server side, as a
+    restart of the server would."""
+    connection = await asyncpg.connect(_asyncpg_dsn(_server_url()))
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            url.rsplit("/", 1)[1],
+        )
+    finally:
+        await connection.close()
+
+
 def server_database_url(name: str) -> str:
     """The URL of database `name` on the test server."""
     return _with_database(_server_url(), name)

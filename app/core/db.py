@@ -68,7 +68,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_timeout=settings.database_pool_timeout.total_seconds(),
-        pool_pre_ping=True,
+        # No ping before each checkout: it is a round trip per transaction.
+        # A connection that the server dropped fails its first statement
+        # instead; SQLAlchemy then discards every pooled connection opened
+        # before it, and that one request answers 503 (a webhook is retried).
+        pool_pre_ping=False,
         connect_args={
             "statement_cache_size": settings.database_statement_cache_size,
             "timeout": 5,

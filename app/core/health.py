@@ -23,7 +23,7 @@ class Readiness(BaseModel):
     expected_migration: str | None
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 

@@ -7,6 +7,8 @@ recorded as a duplicate that changes nothing.
 """
 
 import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -113,15 +115,104 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
     return ParsedDelivery(envelope=envelope, record=record, handler=handler)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery, parsed, waiting to be recorded."""
+
+    verified: VerifiedDelivery
+    body: bytes
+    parsed: ParsedDelivery
+
+    @property
+    def message_id(self) -> str:
+        return self.verified.message_id
+
+    @property
+    def record_key(self) -> tuple[str, str, str] | None:
+        """The stored record this delivery writes, if it writes one."""
+        parsed = self.parsed
+        if parsed.handler is None or parsed.record is None or parsed.envelope is None:
+            return None
+        return (
+            parsed.handler.resource.value,
+            parsed.envelope.connection_id,
+            parsed.record.id,
+        )
+
+
+def prepare_delivery(delivery: VerifiedDelivery, body: bytes) -> Delivery:
+    return Delivery(verified=delivery, body=body, parsed=parse_delivery(body))
+
+
 async def record_delivery(
     session: AsyncSession, *, delivery: VerifiedDelivery, body: bytes
 ) -> ReceivedEvent:
     """Store a verified delivery and apply it; a repeated message id does nothing."""
-    parsed = parse_delivery(body)
+    [received] = await record_deliveries(session, [prepare_delivery(delivery, body)])
+    return received
+
+
+async def record_deliveries(
+    session: AsyncSession, deliveries: Sequence[Delivery]
+) -> list[ReceivedEvent]:
+    """Store and apply several deliveries in one transaction, with the outcome
+    each would have had alone; results in the order given.
+
+    The message ids must be distinct, and so must the records written (see
+    `Delivery.record_key`): then no delivery depends on another, and recording
+    them together is the same as recording them one after another.
+    """
+    rows = [_event_values(delivery) for delivery in deliveries]
+    dialect = session.get_bind().dialect.name
+    # Sorted by message id, so that concurrent batches (other processes) that
+    # share ids lock them in the same order and cannot deadlock.
+    new_rows = sorted(rows, key=lambda row: row["dedupe_key"])
+    inserted = await session.execute(
+        _insert_new_event(dialect), new_rows[0] if len(new_rows) == 1 else new_rows
+    )
+    event_ids = {key: event_id for event_id, key in inserted if key is not None}
+
+    received: list[ReceivedEvent | None] = [None] * len(deliveries)
+    repeated = [i for i, row in enumerate(rows) if row["dedupe_key"] not in event_ids]
+    if repeated:
+        recorded = await _record_duplicates(session, [rows[i] for i in repeated])
+        for i, duplicate in zip(repeated, recorded, strict=True):
+            received[i] = duplicate
+
+    outcomes: dict[int, tuple[EventStatus, str | None]] = {
+        i: (row["status"], row["reason"])
+        for i, row in enumerate(rows)
+        if received[i] is None
+    }
+    for i, changed in (await _apply_all(session, deliveries, outcomes)).items():
+        outcomes[i] = changed
+    await _update_statuses(
+        session,
+        {
+            event_ids[rows[i]["dedupe_key"]]: outcome
+            for i, outcome in outcomes.items()
+            if outcome != (rows[i]["status"], rows[i]["reason"])
+        },
+    )
+    for i, (status, reason) in outcomes.items():
+        row = rows[i]
+        received[i] = ReceivedEvent(
+            event_id=event_ids[row["dedupe_key"]],
+            status=status,
+            event_type=row["event_type"],
+            connection_id=row["connection_id"],
+            record_id=row["record_id"],
+            reason=reason,
+        )
+    return [event for event in received if event is not None]
+
+
+def _event_values(delivery: Delivery) -> dict[str, Any]:
+    parsed = delivery.parsed
     envelope = parsed.envelope
     status, reason = _initial_status(parsed)
-    record_id = _record_id(parsed)
-    values: dict[str, Any] = {
+    now = utcnow()
+    return {
         "message_id": delivery.message_id,
         "dedupe_key": delivery.message_id,
         "status": status,
@@ -129,44 +220,72 @@ async def record_delivery(
         "event_type": envelope.event_type if envelope else None,
         "connection_id": envelope.connection_id if envelope else None,
         "integration_name": envelope.integration_name if envelope else None,
-        "record_id": record_id,
-        "body": body,
-        "signed_at": delivery.signed_at,
-        "received_at": utcnow(),
+        "record_id": _record_id(parsed),
+        "body": delivery.body,
+        "signed_at": delivery.verified.signed_at,
+        "received_at": now,
         "attempts": 0,
-        "next_attempt_at": utcnow() if status is EventStatus.PENDING else None,
+        "next_attempt_at": now if status is EventStatus.PENDING else None,
     }
-    statement = _insert_new_event(session.get_bind().dialect.name)
-    event_id = await session.scalar(statement, values)
-    if event_id is None:
-        return await _record_duplicate(session, values)
 
-    outcome = await _apply(session, parsed)
-    if outcome is not None:
-        status, reason = outcome
+
+async def _apply_all(
+    session: AsyncSession,
+    deliveries: Sequence[Delivery],
+    indexes: Iterable[int],
+) -> dict[int, tuple[EventStatus, str]]:
+    """Apply the new deliveries among `indexes`; the changed outcomes by index.
+
+    Records go in one store call per resource and connection; a record older
+    than the stored one makes its event stale.
+    """
+    changed: dict[int, tuple[EventStatus, str]] = {}
+    groups: dict[
+        tuple[ResourceSpec, str], list[tuple[int, TrackstarRecord, dict[str, Any]]]
+    ] = defaultdict(list)
+    for i in indexes:
+        parsed = deliveries[i].parsed
+        envelope = parsed.envelope
+        if parsed.handler and parsed.record and envelope:
+            group = groups[(parsed.handler, envelope.connection_id)]
+            group.append((i, parsed.record, envelope.data))
+            continue
+        outcome = await _apply_other(session, parsed)
+        if outcome is not None:
+            changed[i] = outcome
+    for (handler, connection_id), members in groups.items():
+        items = [(record, data) for _, record, data in members]
+        result = await handler.store(session, connection_id, items)
+        for i, record, _ in members:
+            if (connection_id, record.id) in result.stale:
+                changed[i] = (EventStatus.STALE, "a newer version is stored")
+    return changed
+
+
+async def _update_statuses(
+    session: AsyncSession, outcomes: dict[int, tuple[EventStatus, str | None]]
+) -> None:
+    """Set each event's final status, one UPDATE per distinct outcome."""
+    by_outcome: dict[tuple[EventStatus, str | None], list[int]] = defaultdict(list)
+    for event_id, outcome in outcomes.items():
+        by_outcome[outcome].append(event_id)
+    for (status, reason), event_ids in by_outcome.items():
         await session.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.id == event_id)
+            .where(WebhookEvent.id.in_(sorted(event_ids)))
             .values(status=status, reason=reason)
         )
-    return ReceivedEvent(
-        event_id=event_id,
-        status=status,
-        event_type=envelope.event_type if envelope else None,
-        connection_id=envelope.connection_id if envelope else None,
-        record_id=record_id,
-        reason=reason,
-    )
 
 
 @cache
-def _insert_new_event(dialect: str) -> ReturningInsert[int]:
-    """INSERT of an event unless its message id is already stored; built once
-    per dialect, the values bound at execution."""
+def _insert_new_event(dialect: str) -> ReturningInsert[int, str | None]:
+    """INSERT of events whose message id is not stored yet; it returns the id
+    and message id of each row inserted. Built once per dialect, the values
+    bound at execution."""
     return (
         dialect_insert(dialect, WebhookEvent)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(WebhookEvent.id)
+        .returning(WebhookEvent.id, WebhookEvent.dedupe_key)
     )
 
 
@@ -182,21 +301,13 @@ def _initial_status(parsed: ParsedDelivery) -> tuple[EventStatus, str | None]:
     return EventStatus.IGNORED, "event type is not handled"
 
 
-async def _apply(
+async def _apply_other(
     session: AsyncSession, parsed: ParsedDelivery
 ) -> tuple[EventStatus, str] | None:
-    """Apply the event; a changed status and reason, or None if it stands."""
+    """Apply an event that writes no record; a changed status and reason, or
+    None if it stands."""
     envelope = parsed.envelope
-    if envelope is None:
-        return None
-    if parsed.handler is not None and parsed.record is not None:
-        result = await parsed.handler.store(
-            session, envelope.connection_id, [(parsed.record, envelope.data)]
-        )
-        if not result.applied:
-            return EventStatus.STALE, "a newer version is stored"
-        return None
-    if envelope.event_type == HISTORICAL_SYNC_COMPLETED:
+    if envelope is not None and envelope.event_type == HISTORICAL_SYNC_COMPLETED:
         return await _request_seed_pull(session, envelope)
     return None
 
@@ -226,32 +337,45 @@ def _record_id(parsed: ParsedDelivery) -> str | None:
     return None
 
 
-async def _record_duplicate(
-    session: AsyncSession, values: dict[str, Any]
-) -> ReceivedEvent:
-    original_id = await session.scalar(
-        select(WebhookEvent.id).where(WebhookEvent.dedupe_key == values["dedupe_key"])
+async def _record_duplicates(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> list[ReceivedEvent]:
+    """Record repeated message ids as duplicates of the events first stored."""
+    keys = sorted({row["dedupe_key"] for row in rows})
+    stored = await session.execute(
+        select(WebhookEvent.id, WebhookEvent.dedupe_key).where(
+            WebhookEvent.dedupe_key.in_(keys)
+        )
     )
-    duplicate = WebhookEvent(
-        **{
-            **values,
-            "dedupe_key": None,
-            "duplicate_of_id": original_id,
-            "status": EventStatus.DUPLICATE,
-            "reason": f"message already received as event {original_id}",
-            "body": None,
-        }
+    originals = {key: event_id for event_id, key in stored}
+    duplicates = []
+    for row in rows:
+        original_id = originals.get(row["dedupe_key"])
+        duplicates.append(
+            {
+                **row,
+                "dedupe_key": None,
+                "duplicate_of_id": original_id,
+                "status": EventStatus.DUPLICATE,
+                "reason": f"message already received as event {original_id}",
+                "body": None,
+            }
+        )
+    statement = dialect_insert(session.get_bind().dialect.name, WebhookEvent).returning(
+        WebhookEvent.id, sort_by_parameter_order=True
     )
-    session.add(duplicate)
-    await session.flush()
-    return ReceivedEvent(
-        event_id=duplicate.id,
-        status=EventStatus.DUPLICATE,
-        event_type=values["event_type"],
-        connection_id=values["connection_id"],
-        record_id=values["record_id"],
-        reason=duplicate.reason,
-    )
+    inserted = await session.scalars(statement, duplicates)
+    return [
+        ReceivedEvent(
+            event_id=event_id,
+            status=EventStatus.DUPLICATE,
+            event_type=row["event_type"],
+            connection_id=row["connection_id"],
+            record_id=row["record_id"],
+            reason=row["reason"],
+        )
+        for event_id, row in zip(inserted.all(), duplicates, strict=True)
+    ]
 
 
 async def quarantine_unprocessable(
@@ -270,10 +394,11 @@ async def quarantine_unprocessable(
     statement = _insert_new_event(session.get_bind().dialect.name)
     event_id = await session.scalar(statement, values)
     if event_id is None:
-        return await _record_duplicate(
+        [duplicate] = await _record_duplicates(
             session,
-            {**values, "event_type": None, "connection_id": None, "record_id": None},
+            [{**values, "event_type": None, "connection_id": None, "record_id": None}],
         )
+        return duplicate
     return ReceivedEvent(
         event_id=event_id,
         status=EventStatus.QUARANTINED,

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from app.core.migrations import head_revision
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, terminate_connections
 from tests.signing import sample_bytes, signed_headers
 
 pytestmark = pytest.mark.asyncio
@@ -92,3 +92,31 @@ async def test_healthz_answers_200(unreachable_client):
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_pool_recovers_after_the_server_drops_its_connections(
+    client, database_url
+):
+    """Pooled connections are not pinged before use: after a database restart
+    (here: the server terminates every connection of the app), at most one
+    request fails, with a 503, and the next is served on fresh connections."""
+    body = sample_bytes("cart-order.created")
+    response = await client.post(
+        "/webhooks/trackstar", content=body, headers=signed_headers(body)
+    )
+    assert response.status_code == 200
+
+    await terminate_connections(database_url)
+    responses = [
+        await client.post(
+            "/webhooks/trackstar",
+            content=body,
+            headers=signed_headers(body, message_id=f"msg_after_restart_{n}"),
+        )
+        for n in (1, 2)
+    ]
+
+    assert responses[0].status_code in {200, 503}
+    assert responses[1].status_code == 200
+    assert responses[1].json()["status"] == "processed"
