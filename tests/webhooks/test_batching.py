@@ -3,7 +3,7 @@ outcome each would have had alone; one that cannot be stored fails alone."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -37,7 +37,7 @@ async def scalar(database: Database, statement):
 
 
 @pytest.fixture
-def commits(database: Database) -> list[int]:
+def commits(database: Database) -> Iterator[list[int]]:
     """One entry per transaction committed by the application's engine."""
     seen: list[int] = []
 
