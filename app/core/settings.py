@@ -81,7 +81,12 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     database_url: str = DEFAULT_DATABASE_URL
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    # Connections kept open per process. The delivery worker alone records up
+    # to OUTBOX_CONCURRENCY outcomes at once; connections beyond the pool
+    # (as many again may overflow) are closed after each use, and opening
+    # them again, with their prepared statements, costs far more than
+    # keeping them.
+    database_pool_size: int = Field(default=25, ge=1, le=200)
     # Fail fast when the pool is exhausted: Svix gives up on a delivery after 15 s,
     # so a 503 after a few seconds lets it retry instead of timing out.
     database_pool_timeout: timedelta = timedelta(seconds=5)

@@ -228,6 +228,8 @@ async def _finish(
         update(OutboxMessage)
         .where(_leased(message, worker_id))
         .values(leased_by=None, lease_expires_at=None, **values)
+        # The recording session holds no copy of the message to keep in step.
+        .execution_options(synchronize_session=False)
     )
     if not getattr(result, "rowcount", 0):
         return False

@@ -285,21 +285,29 @@ class OutboxWorker:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set, then finish what is in flight."""
+        """Deliver until `stop` is set, then finish what is in flight.
+
+        The loop claims as soon as a slot frees up: a finished delivery may
+        also have made the next message of its ordering key due. With every
+        slot busy, or nothing due, it waits for a delivery to finish, or at
+        most the poll interval (for messages enqueued by other processes).
+        """
         log.info("outbox.worker_started", worker_id=self.worker_id)
-        slots = asyncio.Semaphore(self.concurrency)
+        finished = asyncio.Event()
         try:
             while not stop.is_set():
+                finished.clear()
                 claimed = await self._claim_safely(
                     self.concurrency - len(self._in_flight)
                 )
                 for message in claimed:
-                    await slots.acquire()
-                    task = asyncio.create_task(self._deliver_safely(message, slots))
+                    task = asyncio.create_task(self._deliver_safely(message))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
-                if not claimed or len(self._in_flight) >= self.concurrency:
-                    await _wait(stop, self.poll_interval if not claimed else 0.05)
+                    task.add_done_callback(lambda _: finished.set())
+                if claimed and len(self._in_flight) < self.concurrency:
+                    continue
+                await _wait_any(stop, finished, self.poll_interval)
         finally:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -314,24 +322,25 @@ class OutboxWorker:
             log.error("outbox.claim_failed", exc_info=error)
             return []
 
-    async def _deliver_safely(
-        self, message: ClaimedMessage, slots: asyncio.Semaphore
-    ) -> None:
+    async def _deliver_safely(self, message: ClaimedMessage) -> None:
         try:
             await self.deliver(message)
         except Exception as error:
             # The lease expires and the message is retried with the same key.
             log.error("outbox.delivery_crashed", message_id=message.id, exc_info=error)
-        finally:
-            slots.release()
 
 
 class _LeaseLost(Exception):
     pass
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event, seconds: float) -> None:
+    """Until either event is set, or `seconds` have passed."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(other.wait())]
     try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
+        await asyncio.wait(
+            waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

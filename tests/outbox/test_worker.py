@@ -553,6 +553,27 @@ async def test_two_workers_deliver_each_products_adjustments_in_order(
     assert len(set(keys)) == len(kinds)
 
 
+async def test_next_message_of_a_product_goes_when_the_last_is_delivered(
+    app, client, api_headers, settings, database
+):
+    """Only one message per product is claimable at a time; the loop claims
+    the next as soon as the last is recorded, not at the next poll."""
+    for number in range(5):
+        await post_adjustment(client, api_headers, quantity=number + 1)
+    # Ten minutes between polls: were the loop to wait for one, it would be
+    # stopped long before the five messages were delivered.
+    slow_poll = settings.model_copy(
+        update={"outbox_poll_interval": timedelta(minutes=10)}
+    )
+    stop = asyncio.Event()
+    run = asyncio.create_task(worker_for(app, slow_poll).run(stop))
+    try:
+        await wait_until_delivered(database, count=5)
+    finally:
+        stop.set()
+        await run
+
+
 async def wait_until_delivered(database, *, count: int, timeout: float = 20) -> None:
     async def delivered() -> int:
         async with database.transaction() as session:
