@@ -40,6 +40,8 @@ from app.core.settings import Settings
 # exhaustion, and an administrator shutting the server down.
 TRANSIENT_SQLSTATE_PREFIXES = ("08", "40001", "40P01", "53", "57P")
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Connections opened beyond the pool for a burst, closed again after use.
+POOL_OVERFLOW = 10
 
 
 def dumps_json(value: Any) -> str:
@@ -66,7 +68,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=POOL_OVERFLOW,
         pool_timeout=settings.database_pool_timeout.total_seconds(),
         # No ping before each checkout: it is a round trip per transaction.
         # A connection that the server dropped fails its first statement

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     # Connections kept open per process. The delivery worker alone records up
     # to OUTBOX_CONCURRENCY outcomes at once; connections beyond the pool
-    # (as many again may overflow) are closed after each use, and opening
+    # (up to 10 may overflow) are closed after each use, and opening
     # them again, with their prepared statements, costs far more than
     # keeping them.
     database_pool_size: int = Field(default=25, ge=1, le=200)

@@ -3,12 +3,14 @@
 One transaction inserts the event (unique on the message id) and applies it,
 so a delivery is either fully stored and applied or not at all, and a second
 copy, even one arriving at the same instant, waits for the first and is
-recorded as a duplicate that changes nothing.
+recorded as a duplicate that changes nothing. Under load one transaction
+carries several unrelated deliveries (`record_deliveries`, fed by
+`app.webhooks.batching`); each still gets the outcome it would have had alone.
 """
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -172,20 +174,15 @@ async def record_deliveries(
     )
     event_ids = {key: event_id for event_id, key in inserted if key is not None}
 
-    received: list[ReceivedEvent | None] = [None] * len(deliveries)
+    received: dict[int, ReceivedEvent] = {}
     repeated = [i for i, row in enumerate(rows) if row["dedupe_key"] not in event_ids]
     if repeated:
         recorded = await _record_duplicates(session, [rows[i] for i in repeated])
-        for i, duplicate in zip(repeated, recorded, strict=True):
-            received[i] = duplicate
+        received.update(zip(repeated, recorded, strict=True))
 
-    outcomes: dict[int, tuple[EventStatus, str | None]] = {
-        i: (row["status"], row["reason"])
-        for i, row in enumerate(rows)
-        if received[i] is None
-    }
-    for i, changed in (await _apply_all(session, deliveries, outcomes)).items():
-        outcomes[i] = changed
+    new = [i for i in range(len(rows)) if i not in received]
+    outcomes = {i: (rows[i]["status"], rows[i]["reason"]) for i in new}
+    outcomes |= await _apply_all(session, deliveries, new)
     await _update_statuses(
         session,
         {
@@ -204,7 +201,7 @@ async def record_deliveries(
             record_id=row["record_id"],
             reason=reason,
         )
-    return [event for event in received if event is not None]
+    return [received[i] for i in range(len(rows))]
 
 
 def _event_values(delivery: Delivery) -> dict[str, Any]:
@@ -232,14 +229,14 @@ def _event_values(delivery: Delivery) -> dict[str, Any]:
 async def _apply_all(
     session: AsyncSession,
     deliveries: Sequence[Delivery],
-    indexes: Iterable[int],
-) -> dict[int, tuple[EventStatus, str]]:
-    """Apply the new deliveries among `indexes`; the changed outcomes by index.
+    indexes: Sequence[int],
+) -> dict[int, tuple[EventStatus, str | None]]:
+    """Apply the deliveries at `indexes`; the outcomes that changed, by index.
 
     Records go in one store call per resource and connection; a record older
     than the stored one makes its event stale.
     """
-    changed: dict[int, tuple[EventStatus, str]] = {}
+    changed: dict[int, tuple[EventStatus, str | None]] = {}
     groups: dict[
         tuple[ResourceSpec, str], list[tuple[int, TrackstarRecord, dict[str, Any]]]
     ] = defaultdict(list)
