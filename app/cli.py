@@ -8,6 +8,8 @@ from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from app.core import migrations
 from app.core.db import Database, create_engine
@@ -40,11 +42,28 @@ def settings_or_exit() -> Settings:
     return settings
 
 
+def migrate_or_exit(settings: Settings, revision: str = "head") -> None:
+    """Apply migrations; a database that cannot be reached ends the command
+    with one line saying so (password hidden) and exit 1, not a traceback."""
+    try:
+        migrations.upgrade(settings.database_url, revision)
+    except (OSError, TimeoutError, DBAPIError) as error:
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        typer.echo(
+            f"error: cannot use the database at {where}: "
+            f"{type(cause).__name__}: {reason[:300]}",
+            err=True,
+        )
+        raise typer.Exit(code=1) from None
+
+
 def run_with_database(
     settings: Settings, work: Callable[[Database], Awaitable[T]]
 ) -> T:
     """Migrate, then run `work` with a database that is closed afterwards."""
-    migrations.upgrade(settings.database_url)
+    migrate_or_exit(settings)
 
     async def main() -> T:
         database = Database(create_engine(settings))
@@ -71,7 +90,7 @@ def serve(
 ) -> None:
     """Apply pending migrations, then serve the API and the webhook receiver."""
     settings = settings_or_exit()
-    migrations.upgrade(settings.database_url)
+    migrate_or_exit(settings)
     # The server processes build their settings from the environment.
     os.environ["RUN_WORKER"] = "true" if worker else "false"
     uvicorn.run(
@@ -92,7 +111,7 @@ def migrate(
 ) -> None:
     """Upgrade the database schema (safe to run from several replicas at once)."""
     settings = settings_or_exit()
-    migrations.upgrade(settings.database_url, revision)
+    migrate_or_exit(settings, revision)
     typer.echo(f"database is at {revision}")
 
 

@@ -94,6 +94,9 @@ def create_app(
         summary="Trackstar cart orders, products and warehouses for warehouse systems.",
         version="0.1.0",
         lifespan=lifespan,
+        # A trailing slash answers 404, not a redirect: Svix counts a redirect
+        # as a failed delivery, and a client should learn the right URL.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     if settings.cors_allow_origins:

@@ -152,6 +152,36 @@ def test_api_keys_create_with_a_taken_name_exits_1_with_a_message(cli):
     assert hashes == [(hashlib.sha256(first.encode()).hexdigest(),)]
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "needs a name"),
+        ("   ", "needs a name"),
+        ("wms\nsecond-line", "control characters"),
+        ("x" * 101, "at most 100"),
+    ],
+)
+def test_api_keys_create_refuses_a_name_it_could_not_list(cli, name, message):
+    result = cli.run("api-keys", "create", name)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert cli.rows("SELECT count(*) FROM api_keys") == [(0,)]
+
+
+def test_unreachable_database_ends_migrate_with_one_line_and_no_password(cli):
+    cli.env["DATABASE_URL"] = "postgresql://postgres:hunter2secret@127.0.0.1:1/nope"
+
+    result = cli.run("migrate")
+
+    assert result.returncode == 1
+    assert "error: cannot use the database at" in result.stderr
+    assert "127.0.0.1:1/nope" in result.stderr
+    assert "hunter2secret" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_api_keys_list_never_prints_the_secret(cli):
     key = cli.create_key("wms-east")
     match = KEY_FORMAT.match(key)

@@ -16,7 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ApiKey
-from app.core.errors import Conflict, Forbidden, NotFound, Unauthorized
+from app.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+)
 from app.core.models import utcnow
 
 KEY_SCHEME = "tsf"
@@ -28,6 +34,28 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 class ApiKeyNameTaken(Conflict):
     pass
+
+
+class InvalidApiKeyName(Unprocessable):
+    pass
+
+
+NAME_MAX_LENGTH = 100
+
+
+def _check_name(name: str) -> None:
+    """A name is how operators tell keys apart in `api-keys list` and revoke
+    them: it must be visible text, on one line."""
+    if not name.strip():
+        raise InvalidApiKeyName("An API key needs a name.")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidApiKeyName(
+            f"An API key name has at most {NAME_MAX_LENGTH} characters."
+        )
+    if not name.isprintable():
+        raise InvalidApiKeyName(
+            "An API key name cannot hold control characters or line breaks."
+        )
 
 
 class ApiKeyNotFound(NotFound):
@@ -71,6 +99,7 @@ async def create_api_key(
 
     `connection_ids` limits it to those connections (None: all of them).
     """
+    _check_name(name)
     prefix = secrets.token_hex(PREFIX_BYTES)
     key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
     record = ApiKey(

@@ -4,12 +4,13 @@ Event names are fixed strings such as `webhook.received`; everything variable is
 a field. Bodies, headers, keys, secrets and addresses are never logged.
 """
 
+import enum
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.core.settings import LogFormat
 
@@ -20,6 +21,33 @@ QUIET_LOGGERS = ("uvicorn.access",)
 WARNINGS_ONLY = ("httpx", "httpcore")
 FORWARDED_LOGGERS = ("uvicorn", "uvicorn.error", "alembic")
 HANDLER_NAME = "trackstar-fulfillment"
+# A field longer than this is cut: an error body (an HTML error page from a
+# proxy, a cart's message quoting what it refused) must not flood the log.
+MAX_FIELD_CHARS = 300
+_FIELDS_KEPT_WHOLE = frozenset({"event", "exception", "timestamp", "logger", "level"})
+
+
+def _tidy_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Every field on one readable line: long text cut, control characters
+    escaped (a NUL from a request path would make the log binary), enums as
+    their values."""
+    for key, value in event_dict.items():
+        if key not in _FIELDS_KEPT_WHOLE:
+            event_dict[key] = _tidy(value)
+    return event_dict
+
+
+def _tidy(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if not isinstance(value, str):
+        return value
+    if len(value) > MAX_FIELD_CHARS:
+        cut = len(value) - MAX_FIELD_CHARS
+        value = f"{value[:MAX_FIELD_CHARS]}... ({cut} more characters)"
+    if not value.isprintable():
+        value = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    return value
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -41,13 +69,15 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _tidy_fields,
     ]
     renderer: Processor
     if log_format is LogFormat.JSON:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # Colours only on a terminal: escape codes in a log file are noise.
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -1,9 +1,13 @@
-"""Text no database column accepts: NUL characters and lone surrogates.
+"""Values no database column accepts: NUL characters and lone surrogates in
+text, and numbers that are not finite.
 
-Postgres refuses both in text and JSONB (SQLite would store them), so input
-holding them is refused or quarantined before it reaches a query.
+Postgres refuses the first two in text and JSONB (SQLite would store them),
+and JSON has no spelling for infinity or NaN (a request body's `1e999` parses
+as infinity), so input holding them is refused or quarantined before it
+reaches a query.
 """
 
+import math
 import re
 from typing import Any
 
@@ -21,7 +25,8 @@ def json_may_hold_unstorable_text(raw: bytes) -> bool:
 
 
 def find_unstorable_text(value: Any, path: str = "$") -> str | None:
-    """Where the first NUL or lone surrogate is, as a readable path, or None.
+    """Where the first NUL, lone surrogate or non-finite number is, as a
+    readable path, or None.
 
     Iterative, so that deeply nested input cannot exhaust the stack.
     """
@@ -35,6 +40,8 @@ def find_unstorable_text(value: Any, path: str = "$") -> str | None:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 return f"{where} contains an unpaired surrogate"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{where} is not a finite number"
         elif isinstance(item, dict):
             for key, child in item.items():
                 pending.append((f"{where}.<key>", key))

@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.schemas import FreeJSON, WriteRequest
-from app.outbox.schemas import DeliveryRead
+from app.outbox.schemas import DeliveryRead, RequiredText
 from app.trackstar.schemas import INT32_MAX
 
 
@@ -31,12 +31,13 @@ class InventoryAdjustmentCreate(WriteRequest):
         },
     )
 
-    quantity: int = Field(ge=0, le=INT32_MAX)
+    # Strict: `true` or "3" is refused, not converted.
+    quantity: int = Field(strict=True, ge=0, le=INT32_MAX)
     adjustment_type: AdjustmentType = Field(
         description="`increase` or `decrease` by quantity, or `exact`: stock "
         "becomes quantity (0 is a real stock-out)."
     )
-    warehouse_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    warehouse_id: RequiredText
     reason: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = (
         None
     )

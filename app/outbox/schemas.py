@@ -1,10 +1,28 @@
 """Delivery state as the API shows it for shipments and inventory adjustments."""
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from app.outbox.models import MessageStatus, OutboxMessage
+from app.outbox.service import is_empty
+
+
+def _has_value(text: str) -> str:
+    if is_empty(text):
+        raise ValueError(
+            "needs a real value: blank text and placeholders such as 'none' or "
+            "'null' are left out of what is sent to Trackstar"
+        )
+    return text
+
+
+# A required text field of a write: it must survive the removal of empty
+# values from the body, or Trackstar would get a write without it.
+RequiredText = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_has_value)
+]
 
 
 class TrackstarErrorRead(BaseModel):

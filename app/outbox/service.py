@@ -43,14 +43,15 @@ def without_empty_values(value: Any) -> Any:
     """The value with null and empty-looking entries removed, at every depth."""
     if isinstance(value, dict):
         cleaned = {key: without_empty_values(item) for key, item in value.items()}
-        return {key: item for key, item in cleaned.items() if not _is_empty(item)}
+        return {key: item for key, item in cleaned.items() if not is_empty(item)}
     if isinstance(value, list):
         cleaned_items = [without_empty_values(item) for item in value]
-        return [item for item in cleaned_items if not _is_empty(item)]
+        return [item for item in cleaned_items if not is_empty(item)]
     return value
 
 
-def _is_empty(value: Any) -> bool:
+def is_empty(value: Any) -> bool:
+    """What Trackstar takes for no value, and the service leaves out of writes."""
     if value is None:
         return True
     if isinstance(value, str):

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.schemas import FreeJSON, WriteRequest
-from app.outbox.schemas import DeliveryRead
+from app.outbox.schemas import DeliveryRead, RequiredText
 
 # Empty strings are accepted and left out of what is sent, like nulls.
 Text = Annotated[str, StringConstraints(max_length=1000)]
@@ -27,7 +27,7 @@ class ShipmentCreate(WriteRequest):
         },
     )
 
-    tracking_number: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    tracking_number: RequiredText
     tracking_url: Text | None = None
     carrier_name: Text | None = None
     shipping_method_name: Text | None = None

@@ -162,6 +162,8 @@ class Puller:
         token = plan.page_token
         if plan.pages_done and token is None:
             return  # resumed after its last page was stored
+        # A token handed out twice would page forever.
+        seen = {token}
         # The next page is fetched and validated while this one is written, so
         # the database and this process work at the same time.
         fetching = asyncio.create_task(self._fetch(credentials, plan, token))
@@ -169,6 +171,12 @@ class Puller:
             while True:
                 page = await fetching
                 if page.next_token is not None:
+                    if page.next_token in seen:
+                        raise TrackstarFinal(
+                            "Trackstar answered a page with a next_token it had "
+                            "already given: the pull stopped instead of looping"
+                        )
+                    seen.add(page.next_token)
                     fetching = asyncio.create_task(
                         self._fetch(credentials, plan, page.next_token)
                     )

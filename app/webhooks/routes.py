@@ -113,7 +113,9 @@ async def receive_trackstar_webhook(
         connection_id=received.connection_id,
         record_id=received.record_id,
         outcome=received.status.value,
-        reason=received.reason,
+        # A quarantine reason quotes the value it refused, which may be an
+        # address or an e-mail: it is kept with the event, not logged.
+        reason=None if received.status is EventStatus.QUARANTINED else received.reason,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return WebhookAck(status=received.status, event_id=received.event_id)

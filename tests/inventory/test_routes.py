@@ -264,18 +264,28 @@ async def test_zero_increase_or_decrease_is_422_and_stores_nothing(
     [
         ({"quantity": -1}, "quantity", "greater_than_equal"),
         ({"quantity": 2**31}, "quantity", "less_than_equal"),
-        ({"quantity": "three"}, "quantity", "int_parsing"),
+        ({"quantity": "three"}, "quantity", "int_type"),
+        # Strict: neither converted to 3 nor to 1.
+        ({"quantity": "3"}, "quantity", "int_type"),
+        ({"quantity": True}, "quantity", "int_type"),
         ({"adjustment_type": "set"}, "adjustment_type", "enum"),
         ({"warehouse_id": None}, "warehouse_id", "string_type"),
         ({"warehouse_id": ""}, "warehouse_id", "string_too_short"),
+        # Would be left out of the body sent: a write without its warehouse.
+        ({"warehouse_id": "none"}, "warehouse_id", "value_error"),
+        ({"warehouse_id": "  "}, "warehouse_id", "value_error"),
     ],
     ids=[
         "negative",
         "over-int32",
         "not-a-number",
+        "number-as-text",
+        "boolean",
         "unknown-type",
         "null-wh",
         "empty-wh",
+        "placeholder-wh",
+        "blank-wh",
     ],
 )
 async def test_invalid_body_is_422_in_the_error_envelope(

@@ -23,7 +23,7 @@ from tests.fixtures.forwarding import (
     seed_variant,
     worker_for,
 )
-from tests.signing import TEST_SECRET, sample_bytes, signed_headers
+from tests.signing import TEST_SECRET, sample, sample_bytes, signed_headers
 
 pytestmark = pytest.mark.asyncio
 
@@ -68,6 +68,15 @@ async def exercise_everything(app, client, fake, settings, database) -> str:
     )
     await client.post(
         "/webhooks/trackstar", content=quarantined, headers=signed_headers(quarantined)
+    )
+    # Quarantined for a value that its reason quotes: the reason is not logged.
+    misplaced = sample("cart-order.created")
+    misplaced["data"]["updated_date"] = "zoe.muller@example.com"
+    misplaced_body = json.dumps(misplaced).encode()
+    await client.post(
+        "/webhooks/trackstar",
+        content=misplaced_body,
+        headers=signed_headers(misplaced_body),
     )
 
     async with database.transaction() as session:

@@ -307,13 +307,35 @@ async def test_missing_tracking_number_is_422_in_the_error_envelope(
 
 
 @pytest.mark.usefixtures("ready")
-async def test_empty_tracking_number_is_422(client, api_headers, database):
-    response = await post(client, api_headers, SHIPMENT | {"tracking_number": ""})
+# Each would be left out of the body sent: a shipment without its number.
+@pytest.mark.parametrize("tracking_number", ["", " ", "\t", "none", "NULL", "None"])
+async def test_empty_tracking_number_is_422(
+    client, api_headers, database, tracking_number
+):
+    body = SHIPMENT | {"tracking_number": tracking_number}
+
+    response = await post(client, api_headers, body)
 
     assert response.status_code == 422
     assert [e["loc"] for e in response.json()["errors"]] == [
         ["body", "tracking_number"]
     ]
+    await assert_nothing_stored(database)
+
+
+@pytest.mark.usefixtures("ready")
+async def test_a_number_json_cannot_hold_is_422(client, api_headers, database):
+    # 1e999 parses as infinity, which has no JSON spelling to send on.
+    content = b'{"tracking_number": "1ZTEST1", "shipping_cost": 1e999}'
+
+    response = await client.post(
+        POST_PATH,
+        content=content,
+        headers=api_headers | {"content-type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert "not a finite number" in response.text
     await assert_nothing_stored(database)
 
 

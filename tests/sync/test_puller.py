@@ -308,3 +308,20 @@ async def test_failed_pull_records_the_error_and_keeps_its_progress(
     assert "Reads disabled" in state.last_error
     assert state.run_pages == 1
     assert state.leased_by is None
+
+
+async def test_a_next_token_given_twice_stops_the_pull_instead_of_looping(
+    fake, puller, database
+):
+    page = {"data": [recent_order(1)], "next_token": "tok_again", "total_count": 1}
+    # Trackstar misbehaving: every page points at the same next page.
+    fake.script("GET", "/cart/orders", *[respond(200, page)] * 5)
+
+    with pytest.raises(Exception, match="already given"):
+        await puller.pull(CONNECTION_ID, Resource.ORDERS, full=True)
+
+    assert len(list_requests(fake)) == 2
+    state = await sync_state(database, Resource.ORDERS)
+    assert state.last_error is not None
+    assert "already given" in state.last_error
+    assert state.leased_by is None
