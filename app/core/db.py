@@ -44,18 +44,23 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 POOL_OVERFLOW = 10
 
 
-def dumps_json(value: Any) -> str:
-    """JSON for database columns; decimals stay exact numbers, never floats,
-    and date-times become ISO 8601 text."""
-    return simplejson.dumps(
-        value, use_decimal=True, ensure_ascii=False, default=_json_default
-    )
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# One encoder for every JSON column value: `simplejson.dumps` with options
+# builds a new one per call, and a pulled order has seven JSON columns.
+_JSON_ENCODER = simplejson.JSONEncoder(
+    use_decimal=True, ensure_ascii=False, default=_json_default
+)
+
+
+def dumps_json(value: Any) -> str:
+    """JSON for database columns; decimals stay exact numbers, never floats,
+    and date-times become ISO 8601 text."""
+    return _JSON_ENCODER.encode(value)
 
 
 def loads_json(text: str) -> Any:
