@@ -55,7 +55,8 @@ class _Waiting:
 
 
 class DeliveryRecorder:
-    """Records deliveries for one process, a batch at a time."""
+    """Records the deliveries of one process in batches, with at most
+    `max_in_flight` transactions under way at once."""
 
     def __init__(
         self,

@@ -250,7 +250,11 @@ async def _apply_all(
         outcome = await _apply_other(session, parsed)
         if outcome is not None:
             changed[i] = outcome
-    for (handler, connection_id), members in groups.items():
+    # In one order of resource and connection in every batch: two batches
+    # that share an order and a product lock them in the same order.
+    for (handler, connection_id), members in sorted(
+        groups.items(), key=lambda group: (group[0][0].resource, group[0][1])
+    ):
         items = [(record, data) for _, record, data in members]
         result = await handler.store(session, connection_id, items)
         for i, record, _ in members:
