@@ -56,13 +56,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from forwarding_procs import Process as Child  # noqa: E402
+from forwarding_procs import start as start_process  # noqa: E402
+from forwarding_procs import stop as stop_process  # noqa: E402
+
+REPO = BENCH.parent
 OUT = BENCH / "out"
 PYTHON = sys.executable
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -74,17 +81,6 @@ PAGE_SIZE = 1000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAMPLE_EVERY = 0.1
 MIB = 1024 * 1024
-
-# Runs in each child before the real command: SIGTERM when the benchmark dies,
-# even by SIGKILL, so nothing outlives it (exec keeps the pid and the setting).
-_PDEATHSIG = """
-import contextlib, ctypes, os, signal, sys
-with contextlib.suppress(OSError, AttributeError):
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-if os.getppid() == 1:
-    sys.exit(1)
-os.execvp(sys.argv[1], sys.argv[1:])
-"""
 
 
 class BenchFailed(Exception):
@@ -100,17 +96,6 @@ def say(text: str = "", *, err: bool = False) -> None:
 # -- processes -----------------------------------------------------------------
 
 
-@dataclass
-class Child:
-    name: str
-    popen: "subprocess.Popen[bytes]"
-    log: IO[bytes] | None
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-
 class Children:
     """Every process the benchmark starts, so that all of them get stopped."""
 
@@ -120,41 +105,18 @@ class Children:
     def start(
         self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path | None
     ) -> Child:
-        log_file = log.open("ab") if log is not None else None
-        popen = subprocess.Popen(
-            [PYTHON, "-c", _PDEATHSIG, *argv],
-            env=dict(env),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the benchmark only
-        )
-        child = Child(name, popen, log_file)
+        child = start_process(name, argv, env=env, cwd=REPO, log_path=log)
         self.running.append(child)
         return child
 
     def reaped(self, child: Child, status: int) -> None:
         child.popen.returncode = os.waitstatus_to_exitcode(status)
-        self.forget(child)
-
-    def forget(self, child: Child) -> None:
-        if child.log is not None:
-            child.log.close()
-        with contextlib.suppress(ValueError):
-            self.running.remove(child)
+        self.stop(child)
 
     def stop(self, child: Child, *, timeout: float = 15.0) -> None:
-        if child.popen.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.popen.send_signal(signal.SIGTERM)
-            try:
-                child.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    child.popen.kill()
-                child.popen.wait(5)
-        self.forget(child)
+        stop_process(child, timeout=timeout)
+        with contextlib.suppress(ValueError):
+            self.running.remove(child)
 
     def stop_all(self) -> None:
         for child in reversed(list(self.running)):
